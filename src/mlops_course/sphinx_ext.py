@@ -1,0 +1,60 @@
+"""Sphinx extension: execute changed notebooks before the book is read, then list the timings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from sphinx.application import Sphinx
+from sphinx.config import Config
+from sphinx.errors import ExtensionError
+from sphinx.util import logging
+
+from mlops_course.execute import METADATA_KEY, NotebookExecutionError, execute_book
+
+logger = logging.getLogger(__name__)
+REPORT_PAGE = "appendix/execution-report.md"
+
+
+def execution_report(executed_dir: Path) -> str:
+    """A Markdown page: when each executed notebook ran and for how long."""
+    rows = []
+    for path in sorted(executed_dir.glob("*.ipynb")):
+        info = nbformat.read(path, as_version=4).metadata.get(METADATA_KEY, {})
+        rows.append(f"| `{path.name}` | {info.get('seconds', '?')} | {info.get('executed_at', '?')} |")
+    return "\n".join([
+        "# Execution report",
+        "",
+        "Every output in this book was produced by running the notebook during the build.",
+        "This table says when each notebook last ran and how long it took. A notebook runs",
+        "again only when it, the pinned library versions or the course's shared code change.",
+        "",
+        "| Notebook | Seconds | Executed at (UTC) |",
+        "| --- | ---: | --- |",
+        *rows,
+        "",
+    ])
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write text to path unless it already holds it (so Sphinx keeps its cache)."""
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def execute_notebooks(app: Sphinx, config: Config) -> None:
+    """Execute the notebooks in ../notebooks into the book's notebooks/ folder."""
+    book_dir = Path(app.srcdir)
+    executed_dir = book_dir / "notebooks"
+    try:
+        execute_book(book_dir.parent / "notebooks", executed_dir, log=logger.info)
+    except NotebookExecutionError as error:
+        raise ExtensionError(f"A notebook failed, so the book was not built.\n{error}") from None
+    write_if_changed(book_dir / REPORT_PAGE, execution_report(executed_dir))
+
+
+def setup(app: Sphinx) -> dict:
+    """Register the execution step; it runs before Sphinx reads any page."""
+    app.connect("config-inited", execute_notebooks, priority=100)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,74 @@
+"""Test helpers: execute a course notebook against a scratch store and look inside the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from mlops_course.execute import REPO_DIR, execute_notebook
+
+NOTEBOOKS_DIR = REPO_DIR / "notebooks"
+# Metrics that measure time are allowed to differ between two executions.
+TIMING_SUFFIXES = ("_seconds", "_ms", "_per_second")
+
+
+def notebook_path(name: str) -> Path:
+    """The committed notebook called name (with or without .ipynb)."""
+    return NOTEBOOKS_DIR / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+
+
+def run_summaries(client: MlflowClient) -> dict[str, tuple]:
+    """Every run in the store: run id -> (experiment, run name, deterministic metrics)."""
+    summaries = {}
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=5000):
+            metrics = {
+                key: round(value, 10)
+                for key, value in sorted(run.data.metrics.items())
+                if not key.endswith(TIMING_SUFFIXES)
+            }
+            summaries[run.info.run_id] = (experiment.name, run.info.run_name, metrics)
+    return summaries
+
+
+@dataclass
+class ExecutedNotebook:
+    """A notebook executed twice against one scratch store, with what each pass logged."""
+
+    name: str
+    scratch_dir: Path
+    first_pass: dict[str, tuple]
+    second_pass: dict[str, tuple]
+
+    @property
+    def tracking_uri(self) -> str:
+        """The scratch store's URI."""
+        return f"sqlite:///{self.scratch_dir / 'mlflow.db'}"
+
+    def client(self) -> MlflowClient:
+        """A client on the scratch store."""
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def first_runs(self, experiment: str) -> dict[str, str]:
+        """Run name -> run id of the first pass's runs in one experiment."""
+        return {name: run_id for run_id, (exp, name, _) in self.first_pass.items()
+                if exp == experiment}
+
+
+def execute_twice(name: str, scratch_dir: Path, output_dir: Path) -> ExecutedNotebook:
+    """Execute a notebook twice against one store; record the runs each pass added."""
+    source = notebook_path(name)
+    passes: list[dict[str, tuple]] = []
+    before: dict[str, tuple] = {}
+    for attempt in (1, 2):
+        execute_notebook(source, output_dir / f"pass{attempt}-{source.name}",
+                         scratch_dir=scratch_dir)
+        # The client is made only now: the notebook created the store with artifact
+        # folders under scratch_dir, where a client made earlier would not have put them.
+        client = MlflowClient(tracking_uri=f"sqlite:///{scratch_dir / 'mlflow.db'}")
+        after = run_summaries(client)
+        passes.append({k: v for k, v in after.items() if k not in before})
+        before = after
+    return ExecutedNotebook(source.stem, scratch_dir, *passes)
