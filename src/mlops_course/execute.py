@@ -192,7 +192,7 @@ def finalize(nb: nbformat.NotebookNode, source: Path, seconds: float, repo_dir: 
 
 
 def execute_book(
-    notebooks_dir: Path,
+    sources: list[Path],
     output_dir: Path,
     *,
     force: bool | None = None,
@@ -200,14 +200,14 @@ def execute_book(
     timeout: float | None = None,
     log=print,
 ) -> list[ExecutionResult]:
-    """Execute each notebook whose inputs changed since its executed copy; reuse the rest."""
+    """Execute each source notebook whose inputs changed since its executed copy; reuse the rest."""
     force = os.environ.get(FORCE_ENV_VAR) == "force" if force is None else force
     workers = workers or int(os.environ.get(WORKERS_ENV_VAR) or min(2, os.cpu_count() or 1))
     timeout = timeout or float(os.environ.get(TIMEOUT_ENV_VAR) or 600)
-    repo_dir = notebooks_dir.resolve().parent
-    sources = sorted(notebooks_dir.glob("*.ipynb"))
+    repo_dir = sources[0].resolve().parents[1] if sources else REPO_DIR
+    wanted = {source.name for source in sources}
     for stale in output_dir.glob("*.ipynb"):
-        if not (notebooks_dir / stale.name).exists():
+        if stale.name not in wanted:
             stale.unlink()
     results: dict[str, ExecutionResult] = {}
     todo = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import yaml
 from sphinx.application import Sphinx
 from sphinx.config import Config
 from sphinx.errors import ExtensionError
@@ -43,12 +44,30 @@ def write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
+def toc_notebooks(book_dir: Path) -> list[Path]:
+    """The committed notebooks (in ../notebooks) that _toc.yml lists as notebooks/NAME."""
+    files: list[str] = []
+
+    def collect(node) -> None:
+        if isinstance(node, dict):
+            files.extend([node["file"]] if "file" in node else [])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    collect(yaml.safe_load((book_dir / "_toc.yml").read_text()))
+    names = [f.removeprefix("notebooks/") for f in files if f.startswith("notebooks/")]
+    return [book_dir.parent / "notebooks" / f"{Path(n).stem}.ipynb" for n in names]
+
+
 def execute_notebooks(app: Sphinx, config: Config) -> None:
-    """Execute the notebooks in ../notebooks into the book's notebooks/ folder."""
+    """Execute the notebooks the table of contents lists into the book's notebooks/ folder."""
     book_dir = Path(app.srcdir)
     executed_dir = book_dir / "notebooks"
     try:
-        execute_book(book_dir.parent / "notebooks", executed_dir, log=logger.info)
+        execute_book(toc_notebooks(book_dir), executed_dir, log=logger.info)
     except NotebookExecutionError as error:
         raise ExtensionError(f"A notebook failed, so the book was not built.\n{error}") from None
     write_if_changed(book_dir / REPORT_PAGE, execution_report(executed_dir))
