@@ -64,12 +64,13 @@ def installed_versions(requirements: Path) -> str:
 def source_hash(notebook: Path, repo_dir: Path = REPO_DIR) -> str:
     """Hash of everything an executed notebook depends on: itself, pins, versions, shared code."""
     requirements = repo_dir / "requirements.txt"
+    versions = installed_versions(requirements) if requirements.is_file() else ""
     digest = hashlib.sha256()
     shared = [requirements, repo_dir / "src/mlops_course/data.py"]
     shared += sorted(p for p in (repo_dir / "conda_env").glob("*") if p.is_file())
-    for path in [notebook, *shared]:
+    for path in [notebook, *(p for p in shared if p.is_file())]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(installed_versions(requirements).encode())
+    digest.update(versions.encode())
     digest.update(STRICT_WARNINGS_CELL.encode())
     return digest.hexdigest()
 
@@ -98,17 +99,19 @@ def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
     raise NotebookExecutionError("the notebook has no cell tagged 'parameters'")
 
 
-def describe_failure(executed: nbformat.NotebookNode, name: str) -> str:
-    """Name the cell that raised, show its source and its traceback."""
-    code_cells = [c for c in executed.cells if c.cell_type == "code"]
-    for cell in executed.cells:
+def describe_failure(executed: nbformat.NotebookNode, name: str, timeout: float) -> str:
+    """Name the cell that raised (numbered as in the committed notebook), its source and traceback."""
+    added = {"injected-parameters", "papermill-error-cell-tag"}  # papermill's own cells
+    original = [c for c in executed.cells
+                if c.source != STRICT_WARNINGS_CELL and not added & set(c.metadata.get("tags", []))]
+    for number, cell in enumerate(original, start=1):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                number = code_cells.index(cell)  # the hidden setup cell is number 0
                 traceback = ANSI_ESCAPE.sub("", "\n".join(output.get("traceback", [])))
-                return (
-                    f"{name} failed in code cell {number}:\n{cell.source}\n\n{traceback}"
-                )
+                if output.get("ename") == "KeyboardInterrupt":  # papermill's timeout interrupt
+                    traceback = (f"Timed out: a cell may run for {timeout:.0f} s at most "
+                                 f"(set {TIMEOUT_ENV_VAR} to change it).\n{traceback}")
+                return f"{name} failed in cell {number} (of {len(original)}):\n{cell.source}\n\n{traceback}"
     return f"{name} failed before any cell raised (see the papermill log above)"
 
 
@@ -164,7 +167,9 @@ def execute_notebook(
         seconds = time.perf_counter() - started
         if run.returncode != 0:
             if executed.exists():
-                message = describe_failure(nbformat.read(executed, as_version=4), source.name)
+                message = describe_failure(
+                    nbformat.read(executed, as_version=4), source.name, timeout
+                )
             else:
                 message = f"{source.name} could not be executed:\n{run.stderr[-3000:]}"
             raise NotebookExecutionError(message)

@@ -1,0 +1,85 @@
+"""The whole book builds with warnings as errors, with executed outputs a browser can show."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops_course.execute import REPO_DIR
+from mlops_course.sphinx_ext import toc_notebooks
+
+BOOK = REPO_DIR / "book"
+HTML = BOOK / "_build" / "html"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built_book() -> Path:
+    """Build the book as a learner would (the cache makes a repeat build quick)."""
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    build = subprocess.run([str(jupyter_book), "build", str(BOOK), "-W", "-n", "--keep-going"],
+                           capture_output=True, text=True, timeout=3000)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return HTML
+
+
+def test_every_chapter_page_exists_with_executed_outputs(built_book):
+    for notebook in toc_notebooks(BOOK):
+        page = (built_book / "notebooks" / f"{notebook.stem}.html").read_text()
+        assert 'class="cell_output' in page, f"{notebook.stem} has no executed outputs"
+        assert "Traceback" not in page, f"{notebook.stem} shows a traceback"
+        assert "/tmp/" not in page, f"{notebook.stem} shows a build machine path"
+
+
+def test_tracking_page_shows_what_the_run_logged(built_book):
+    page = (built_book / "notebooks" / "03_tracking.html").read_text()
+    assert "Hello world!" in page and "(2, 3.0)" in page
+
+
+def test_the_concepts_diagram_is_an_image_in_the_site(built_book):
+    page = (built_book / "notebooks" / "01_concepts.html").read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert images and all(not src.startswith("http") for src in images)
+    assert all((built_book / "notebooks" / src).resolve().is_file() for src in images)
+
+
+def test_execution_report_lists_every_notebook(built_book):
+    report = (built_book / "appendix" / "execution-report.html").read_text()
+    for notebook in toc_notebooks(BOOK):
+        assert notebook.name in report
+
+
+def test_a_no_change_rebuild_executes_nothing(built_book):
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    build = subprocess.run([str(jupyter_book), "build", str(BOOK), "-W"],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0
+    assert re.search(r"notebooks: 0 to execute, \d+ unchanged", build.stdout)
+
+
+def chromium() -> str:
+    """Debian's Chromium; required in CI, optional on a learner's machine."""
+    found = shutil.which("chromium")
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
+
+
+def test_a_browser_renders_the_tracking_page(built_book, tmp_path):
+    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-background-networking", "--disable-component-update",
+               "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    page = (built_book / "notebooks" / "03_tracking.html").as_uri()
+    dom = subprocess.run(command + ["--dump-dom", page], capture_output=True, text=True,
+                         timeout=120)
+    assert "Tracking experiments by hand" in dom.stdout and "Hello world!" in dom.stdout
+    shot = tmp_path / "tracking.png"
+    subprocess.run(command + [f"--screenshot={shot}", "--window-size=1280,2000", page],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 10_000, "the screenshot should show a rendered page"

@@ -1,0 +1,143 @@
+"""The data loader: explicit path, environment variable, cache, download, and clear errors."""
+
+import http.server
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from mlops_course.data import (
+    CACHE_ENV_VAR, PATH_ENV_VAR, ROWS, TARGET, WineDataError, cache_path, load_wine_quality,
+)
+
+
+@pytest.fixture
+def real_csv() -> Path:
+    """The offline copy of the data set the tests run against."""
+    path = Path(os.environ[PATH_ENV_VAR])
+    assert path.is_file(), f"{PATH_ENV_VAR} should point at winequality-red.csv"
+    return path
+
+
+@pytest.fixture
+def no_copy(monkeypatch, tmp_path) -> Path:
+    """No explicit path and an empty cache folder; returns where the cache file would go."""
+    monkeypatch.delenv(PATH_ENV_VAR, raising=False)
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    return cache_path()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A static file server on 127.0.0.1 serving tmp_path/www; yields its base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: a download that fails at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/winequality-red.csv"
+
+
+def test_explicit_path_argument(real_csv, monkeypatch):
+    monkeypatch.delenv(PATH_ENV_VAR)
+    wine = load_wine_quality(real_csv)
+    assert wine.shape == (ROWS, 12)
+    assert round(wine[TARGET].mean(), 3) == 5.636
+    assert round(wine["alcohol"].mean(), 3) == 10.423
+
+
+def test_environment_variable(real_csv):
+    assert load_wine_quality().shape == (ROWS, 12)
+
+
+def test_explicit_path_that_does_not_exist(tmp_path):
+    with pytest.raises(WineDataError, match="does not exist"):
+        load_wine_quality(tmp_path / "missing.csv")
+
+
+def test_cache_is_read_without_a_download(real_csv, no_copy):
+    no_copy.parent.mkdir(parents=True)
+    shutil.copy(real_csv, no_copy)
+    assert load_wine_quality(url=closed_port_url()).shape == (ROWS, 12)
+
+
+def test_download_fills_the_cache(real_csv, no_copy, http_server):
+    root, base_url = http_server
+    shutil.copy(real_csv, root / "winequality-red.csv")
+    wine = load_wine_quality(url=f"{base_url}/winequality-red.csv")
+    assert wine.shape == (ROWS, 12)
+    assert no_copy.read_bytes() == real_csv.read_bytes()
+    (root / "winequality-red.csv").unlink()
+    assert load_wine_quality(url=closed_port_url()).equals(wine), "second load uses the cache"
+
+
+def test_offline_without_a_copy_says_what_to_do(no_copy):
+    with pytest.raises(WineDataError) as error:
+        load_wine_quality(url=closed_port_url())
+    message = str(error.value)
+    assert PATH_ENV_VAR in message and str(no_copy) in message and "internet" in message
+    assert not no_copy.exists()
+
+
+def test_missing_file_on_the_server(no_copy, http_server):
+    _, base_url = http_server
+    with pytest.raises(WineDataError, match="download .* failed"):
+        load_wine_quality(url=f"{base_url}/winequality-red.csv")
+
+
+def test_corrupt_download_is_refused_and_not_cached(real_csv, no_copy, http_server):
+    root, base_url = http_server
+    (root / "winequality-red.csv").write_bytes(real_csv.read_bytes()[:5000])
+    with pytest.raises(WineDataError, match="truncated"):
+        load_wine_quality(url=f"{base_url}/winequality-red.csv")
+    assert not no_copy.exists()
+
+
+@pytest.mark.parametrize(
+    "damage, phrase",
+    [
+        (lambda data: data[: len(data) // 2], "truncated"),  # cut in the middle of a line
+        (lambda data: data[: data.index(b"\n", 20000) + 1], "rows"),  # cut at a line end
+        (lambda data: data.replace(b";", b","), "columns"),  # wrong separator
+        (lambda data: b"\x00\xff" * 500, "not"),  # not a CSV at all
+        (lambda data: b"", "not a readable"),  # empty file
+    ],
+    ids=["cut-mid-line", "cut-at-line-end", "comma-separated", "binary", "empty"],
+)
+def test_damaged_file_gives_a_clear_error(real_csv, tmp_path, damage, phrase):
+    damaged = tmp_path / "winequality-red.csv"
+    damaged.write_bytes(damage(real_csv.read_bytes()))
+    with pytest.raises(WineDataError, match=phrase) as error:
+        load_wine_quality(damaged)
+    assert str(damaged) in str(error.value)
+
+
+def test_damaged_cache_names_the_file_to_delete(real_csv, no_copy):
+    no_copy.parent.mkdir(parents=True)
+    no_copy.write_bytes(real_csv.read_bytes()[:3000])
+    with pytest.raises(WineDataError, match="Delete it") as error:
+        load_wine_quality(url=closed_port_url())
+    assert str(no_copy) in str(error.value)

@@ -1,0 +1,119 @@
+"""The execution step: scratch stores, the content-hash cache, failures, timeouts, warnings."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mlops_course.execute import (
+    METADATA_KEY, NotebookExecutionError, execute_book, execute_notebook, source_hash,
+)
+
+PARAMETERS = "tracking_uri = None  # set by papermill\nport = 5000"
+
+
+def write_notebook(path: Path, *sources: str) -> Path:
+    """A notebook whose first code cell is the parameters cell, then the given cells."""
+    cells = [nbformat.v4.new_markdown_cell("# A test notebook")]
+    parameters = nbformat.v4.new_code_cell(PARAMETERS)
+    parameters.metadata["tags"] = ["parameters"]
+    cells += [parameters, *(nbformat.v4.new_code_cell(s) for s in sources)]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A miniature course repository: requirements.txt and a notebooks/ folder."""
+    (tmp_path / "requirements.txt").write_text("nbformat\n")
+    return tmp_path
+
+
+def executed_names(results) -> list[str]:
+    return [r.name for r in results if r.executed]
+
+
+def test_parameters_point_at_a_scratch_store_in_the_working_folder(repo):
+    source = write_notebook(
+        repo / "notebooks/01_where.ipynb",
+        "import os, mlflow\n"
+        "assert tracking_uri == 'sqlite:///' + os.path.join(os.getcwd(), 'mlflow.db')\n"
+        "assert os.environ['MLFLOW_TRACKING_URI'] == tracking_uri\n"
+        "assert port != 5000\n"
+        "print('scratch ok')",
+    )
+    scratch = repo / "scratch"
+    execute_notebook(source, repo / "out/01_where.ipynb", scratch_dir=scratch, repo_dir=repo)
+    result = nbformat.read(repo / "out/01_where.ipynb", as_version=4)
+    assert "scratch ok" in result.cells[-1].outputs[0]["text"]
+    injected = [c for c in result.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "remove-cell" in injected[0].metadata.tags, "hide the temp paths"
+    assert "warnings" not in result.cells[0].source, "the setup cell is dropped"
+    assert result.metadata[METADATA_KEY]["source_hash"] == source_hash(source, repo)
+
+
+def test_cache_executes_only_what_changed(repo):
+    first = write_notebook(repo / "notebooks/01_a.ipynb", "x = 1")
+    second = write_notebook(repo / "notebooks/02_b.ipynb", "y = 2")
+    out = repo / "book/notebooks"
+    assert executed_names(execute_book([first, second], out, log=lambda _: None)) == \
+        ["01_a.ipynb", "02_b.ipynb"]
+    assert executed_names(execute_book([first, second], out, log=lambda _: None)) == []
+    write_notebook(first, "x = 10")
+    assert executed_names(execute_book([first, second], out, log=lambda _: None)) == ["01_a.ipynb"]
+    forced = execute_book([first, second], out, force=True, log=lambda _: None)
+    assert executed_names(forced) == ["01_a.ipynb", "02_b.ipynb"]
+
+
+def test_changed_pins_execute_everything_again(repo):
+    source = write_notebook(repo / "notebooks/01_a.ipynb", "x = 1")
+    out = repo / "book/notebooks"
+    execute_book([source], out, log=lambda _: None)
+    (repo / "requirements.txt").write_text("nbformat\npapermill\n")
+    assert executed_names(execute_book([source], out, log=lambda _: None)) == ["01_a.ipynb"]
+
+
+def test_executed_copies_of_removed_notebooks_are_deleted(repo):
+    source = write_notebook(repo / "notebooks/01_a.ipynb", "x = 1")
+    out = repo / "book/notebooks"
+    write_notebook(out / "09_gone.ipynb", "pass")
+    execute_book([source], out, log=lambda _: None)
+    assert sorted(p.name for p in out.iterdir()) == ["01_a.ipynb"]
+
+
+def test_a_failing_cell_names_the_notebook_the_cell_and_the_traceback(repo):
+    source = write_notebook(repo / "notebooks/03_broken.ipynb", "a = 1", "b = a / 0")
+    destination = repo / "out/03_broken.ipynb"
+    with pytest.raises(NotebookExecutionError) as error:
+        execute_notebook(source, destination, repo_dir=repo)
+    message = str(error.value)
+    assert "03_broken.ipynb failed in cell 4 (of 4)" in message
+    assert "b = a / 0" in message and "ZeroDivisionError" in message
+    assert not destination.exists(), "no executed copy that looks fine"
+
+
+def test_a_notebook_that_runs_too_long_is_stopped(repo):
+    source = write_notebook(repo / "notebooks/04_slow.ipynb", "import time\ntime.sleep(60)")
+    with pytest.raises(NotebookExecutionError, match="04_slow.ipynb") as error:
+        execute_notebook(source, repo / "out/04_slow.ipynb", timeout=5, repo_dir=repo)
+    assert "Timed out: a cell may run for 5 s at most" in str(error.value)
+    assert "time.sleep(60)" in str(error.value)
+
+
+def test_deprecated_mlflow_calls_fail(repo):
+    source = write_notebook(
+        repo / "notebooks/05_old.ipynb",
+        "from mlflow.models.rag_signatures import Message\nMessage(role='user', content='hi')",
+    )
+    with pytest.raises(NotebookExecutionError, match="FutureWarning.*deprecated"):
+        execute_notebook(source, repo / "out/05_old.ipynb", repo_dir=repo)
+
+
+def test_a_notebook_without_parameters_cell_is_refused(repo):
+    path = repo / "06_plain.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), path)
+    with pytest.raises(NotebookExecutionError, match="parameters"):
+        execute_notebook(path, repo / "out/06_plain.ipynb", repo_dir=repo)
