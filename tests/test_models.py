@@ -1,0 +1,101 @@
+"""Chapter 5: what the models notebook leaves in its store."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import sklearn
+import yaml
+from sklearn.linear_model import ElasticNet
+from sklearn.metrics import mean_squared_error
+from sklearn.model_selection import train_test_split
+
+from mlops_course.data import FEATURES, TARGET, load_wine_quality
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENT = "05-models"
+
+
+def models_of(result, run_name):
+    """The logged models of one first-pass run: name -> LoggedModel."""
+    client = result.client()
+    run_id = result.first_runs(EXPERIMENT)[run_name]
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    models = client.search_logged_models([experiment.experiment_id])
+    return {m.name: m for m in models if m.source_run_id == run_id}
+
+
+def folder(logged_model) -> Path:
+    """The local folder a logged model's files are stored in."""
+    return Path(logged_model.artifact_location.removeprefix("file://"))
+
+
+def wine_split():
+    """The chapter's 75/25 split of the wine data."""
+    return train_test_split(load_wine_quality(), test_size=0.25, random_state=42)
+
+
+def test_wine_model_is_skops_with_signature_examples_and_pinned_environment(executed):
+    result = executed("05_models")
+    models = models_of(result, "elasticnet")
+    assert set(models) == {"wine-model"}
+    model_dir = folder(models["wine-model"])
+    assert model_dir.is_relative_to(result.scratch_dir / "mlruns")
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    assert set(mlmodel["flavors"]) == {"python_function", "sklearn"}
+    assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
+    assert (model_dir / "model.skops").is_file() and not (model_dir / "model.pkl").exists()
+    inputs = [column["name"] for column in json.loads(mlmodel["signature"]["inputs"])]
+    assert inputs == FEATURES
+    example = json.loads((model_dir / "input_example.json").read_text())
+    serving = json.loads((model_dir / "serving_input_example.json").read_text())
+    assert serving == {"dataframe_split": example} and len(example["data"]) == 3
+    requirements = (model_dir / "requirements.txt").read_text().split()
+    assert f"scikit-learn=={sklearn.__version__}" in requirements
+    assert f"mlflow=={mlflow.__version__}" in requirements
+    assert "-r requirements.txt" in (model_dir / "python_env.yaml").read_text()
+
+
+def test_evaluation_logged_metrics_plot_and_test_set_on_the_run(executed):
+    result = executed("05_models")
+    client = result.client()
+    run = client.get_run(result.first_runs(EXPERIMENT)["elasticnet"])
+    train, test = wine_split()
+    model = ElasticNet(alpha=0.5, l1_ratio=0.5, random_state=42)
+    model.fit(train[FEATURES], train[TARGET])
+    rmse = np.sqrt(mean_squared_error(test[TARGET], model.predict(test[FEATURES])))
+    assert run.data.params == {"alpha": "0.5", "l1_ratio": "0.5"}
+    assert run.data.metrics["root_mean_squared_error"] == pytest.approx(rmse)
+    assert run.data.metrics["example_count"] == len(test)
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["wine-test"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["residuals.png"]
+    metrics = client.get_logged_model(models_of(result, "elasticnet")["wine-model"].model_id).metrics
+    assert {m.key for m in metrics} >= {"root_mean_squared_error", "r2_score"}
+
+
+def test_custom_grade_model_is_self_contained_and_returns_grades_3_to_9(executed):
+    result = executed("05_models")
+    models = models_of(result, "wine-grade")
+    assert set(models) == {"wine-grade"}
+    grade_dir = folder(models["wine-grade"])
+    assert (grade_dir / "wine_grade.py").is_file(), "the model's code is stored with it"
+    assert (grade_dir / "artifacts" / "model.skops").is_file(), "the regressor is copied in"
+    assert not (grade_dir / "python_model.pkl").exists(), "logged from code, not pickled"
+
+    grader = mlflow.pyfunc.load_model(str(grade_dir))
+    train, test = wine_split()
+    model = ElasticNet(alpha=0.5, l1_ratio=0.5, random_state=42)
+    model.fit(train[FEATURES], train[TARGET])
+    grades = np.asarray(grader.predict(test[FEATURES]))
+    assert grades.tolist() == np.clip(np.rint(model.predict(test[FEATURES])), 3, 9).astype(int).tolist()
+    assert grades.min() >= 3 and grades.max() <= 9
+
+
+def test_grade_model_was_evaluated_in_the_exercise(executed):
+    result = executed("05_models")
+    run = result.client().get_run(result.first_runs(EXPERIMENT)["wine-grade"])
+    assert run.data.metrics["example_count"] == 400
+    assert run.data.metrics["root_mean_squared_error"] > 0
