@@ -1,0 +1,99 @@
+"""Chapter 6: what the projects notebook leaves in its store, and train.py outside the course env."""
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from mlops_course.execute import REPO_DIR
+
+NOTEBOOK = "06_projects"
+EXPERIMENT = "06-projects"
+PROJECT_DIR = REPO_DIR / "conda_env"
+GRID = {"parallel-1": ("0.05", "0.1"), "parallel-2": ("0.2", "0.5"), "parallel-3": ("0.8", "0.9")}
+
+
+@pytest.mark.slow
+def test_each_pass_adds_the_named_runs_and_nothing_for_the_missing_alpha(executed):
+    result = executed(NOTEBOOK)
+    names = [name for exp, name, _ in result.first_pass.values() if exp == EXPERIMENT]
+    assert sorted(names) == sorted(["first-project-run", "bad-alpha", "from-git", *GRID])
+    second = [name for exp, name, _ in result.second_pass.values() if exp == EXPERIMENT]
+    assert sorted(second) == sorted(names), "the second pass adds the same runs again"
+
+
+@pytest.mark.slow
+def test_first_run_holds_params_metrics_model_and_project_tags(executed):
+    result = executed(NOTEBOOK)
+    run = result.client().get_run(result.first_runs(EXPERIMENT)["first-project-run"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"alpha": "1.0", "l1_ratio": "1.0"}
+    assert run.data.metrics["rmse"] == pytest.approx(0.7842, abs=1e-4)
+    assert set(run.data.metrics) == {"rmse", "mae", "r2"}
+    assert run.data.tags["mlflow.source.type"] == "PROJECT"
+    assert run.data.tags["mlflow.project.entryPoint"] == "main"
+    assert run.data.tags["mlflow.project.backend"] == "local"
+    assert len(run.outputs.model_outputs) == 1, "train.py logs its model"
+
+
+@pytest.mark.slow
+def test_bad_alpha_is_recorded_as_a_failed_run_without_metrics(executed):
+    result = executed(NOTEBOOK)
+    run = result.client().get_run(result.first_runs(EXPERIMENT)["bad-alpha"])
+    assert run.info.status == "FAILED"
+    assert run.data.params == {"alpha": "abc", "l1_ratio": "0.1"}
+    assert run.data.metrics == {}
+
+
+@pytest.mark.slow
+def test_git_run_records_a_commit_of_a_repository_that_is_gone(executed):
+    result = executed(NOTEBOOK)
+    run = result.client().get_run(result.first_runs(EXPERIMENT)["from-git"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"alpha": "0.5", "l1_ratio": "0.1"}, "v1.0's default l1_ratio"
+    commit = run.data.tags["mlflow.source.git.commit"]
+    assert len(commit) == 40 and int(commit, 16) >= 0
+    assert run.data.tags["mlflow.source.name"].endswith("wine-project#conda_env")
+    source = urlparse(run.data.tags["mlflow.source.git.repoURL"])
+    assert source.scheme == "file"
+    repo = Path(source.path)
+    assert repo.name == "wine-project"
+    assert not repo.is_relative_to(REPO_DIR) and not repo.is_relative_to(result.scratch_dir)
+    assert not repo.exists(), "the temporary git repository must be removed"
+
+
+@pytest.mark.slow
+def test_parallel_runs_finished_with_their_own_parameters(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    runs = result.first_runs(EXPERIMENT)
+    for name, (alpha, l1_ratio) in GRID.items():
+        run = client.get_run(runs[name])
+        assert run.info.status == "FINISHED", name
+        assert run.data.params == {"alpha": alpha, "l1_ratio": l1_ratio}, name
+        assert set(run.data.metrics) == {"rmse", "mae", "r2"}, name
+
+
+@pytest.mark.slow
+def test_running_the_project_writes_nothing_into_it(executed):
+    executed(NOTEBOOK)
+    allowed = {"MLproject", "conda.yaml", "python_env.yaml", "train.py", "__pycache__"}
+    assert {p.name for p in PROJECT_DIR.iterdir()} <= allowed
+
+
+def test_train_py_finds_the_loader_in_src_when_the_course_package_is_not_installed():
+    # `python -S` skips the .pth files of site-packages, so the editable install of the
+    # course package is invisible, as in a fresh conda or virtualenv environment.
+    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    probe = subprocess.run([sys.executable, "-S", "-c", "import mlops_course"],
+                           env=env, capture_output=True, text=True)
+    if probe.returncode == 0:
+        pytest.skip("the course package is installed in site-packages, not editable")
+    shown = subprocess.run([sys.executable, "-S", str(PROJECT_DIR / "train.py"), "--help"],
+                           env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "usage: train.py" in shown.stdout
