@@ -1,6 +1,9 @@
 """Every notebook: committed clean, runs top to bottom twice against one store, same metrics."""
 
 import ast
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -28,6 +31,13 @@ def test_committed_without_outputs_and_with_parameters(name):
         "the parameters cell holds plain assignments only"
     assert nb.metadata.kernelspec.name == "python3"
     assert nb.cells[0].source.startswith("# "), "a notebook opens with its title"
+
+
+def test_code_cells_are_formatted_to_fit_the_page():
+    ruff = Path(sys.executable).parent / "ruff"
+    check = subprocess.run([str(ruff), "format", "--check", "--diff", str(NOTEBOOKS_DIR)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, f"run: ruff format notebooks\n{check.stdout[-3000:]}"
 
 
 @pytest.mark.slow
