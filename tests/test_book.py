@@ -11,6 +11,7 @@ import pytest
 
 from mlops_course.execute import REPO_DIR
 from mlops_course.sphinx_ext import toc_notebooks
+from mlops_course.testing import write_notebook
 
 BOOK = REPO_DIR / "book"
 HTML = BOOK / "_build" / "html"
@@ -59,6 +60,24 @@ def test_a_no_change_rebuild_executes_nothing(built_book):
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0
     assert re.search(r"notebooks: 0 to execute, \d+ unchanged", build.stdout)
+
+
+def test_a_failing_notebook_fails_the_build_and_says_where(tmp_path):
+    book = tmp_path / "book"
+    book.mkdir()
+    shutil.copy(BOOK / "_config.yml", book / "_config.yml")
+    (book / "intro.md").write_text("# A broken book\n")
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/01_broken\n")
+    (tmp_path / "requirements.txt").write_text("nbformat\n")
+    write_notebook(tmp_path / "notebooks/01_broken.ipynb", "ratio = 1 / 0")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    build = subprocess.run([str(jupyter_book), "build", str(book), "-W"],
+                           capture_output=True, text=True, timeout=600)
+    output = build.stdout + build.stderr
+    assert build.returncode != 0
+    assert "01_broken.ipynb failed in cell 3" in output and "ZeroDivisionError" in output
+    assert not (book / "_build/html/notebooks/01_broken.html").exists()
 
 
 def chromium() -> str:

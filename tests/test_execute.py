@@ -8,22 +8,7 @@ import pytest
 from mlops_course.execute import (
     METADATA_KEY, NotebookExecutionError, execute_book, execute_notebook, source_hash,
 )
-
-PARAMETERS = "tracking_uri = None  # set by papermill\nport = 5000"
-
-
-def write_notebook(path: Path, *sources: str) -> Path:
-    """A notebook whose first code cell is the parameters cell, then the given cells."""
-    cells = [nbformat.v4.new_markdown_cell("# A test notebook")]
-    parameters = nbformat.v4.new_code_cell(PARAMETERS)
-    parameters.metadata["tags"] = ["parameters"]
-    cells += [parameters, *(nbformat.v4.new_code_cell(s) for s in sources)]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
-
+from mlops_course.testing import write_notebook
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
@@ -93,6 +78,18 @@ def test_a_failing_cell_names_the_notebook_the_cell_and_the_traceback(repo):
     assert "03_broken.ipynb failed in cell 4 (of 4)" in message
     assert "b = a / 0" in message and "ZeroDivisionError" in message
     assert not destination.exists(), "no executed copy that looks fine"
+
+
+def test_every_failing_notebook_is_reported_and_the_others_still_run(repo):
+    good = write_notebook(repo / "notebooks/01_good.ipynb", "x = 1")
+    divides = write_notebook(repo / "notebooks/02_divides.ipynb", "1 / 0")
+    refuses = write_notebook(repo / "notebooks/03_refuses.ipynb", "raise ValueError('no')")
+    out = repo / "book/notebooks"
+    with pytest.raises(NotebookExecutionError) as error:
+        execute_book([good, divides, refuses], out, log=lambda _: None)
+    assert "02_divides.ipynb failed in cell 3" in str(error.value)
+    assert "03_refuses.ipynb failed in cell 3" in str(error.value)
+    assert sorted(p.name for p in out.glob("*.ipynb")) == ["01_good.ipynb"]
 
 
 def test_a_notebook_that_runs_too_long_is_stopped(repo):

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import nbformat
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 FORCE_ENV_VAR = "MLOPS_COURSE_EXECUTE"  # "force": execute every notebook again
-TIMEOUT_ENV_VAR = "MLOPS_COURSE_TIMEOUT"  # seconds a notebook may run (default 600)
+TIMEOUT_ENV_VAR = "MLOPS_COURSE_TIMEOUT"  # seconds a notebook, or one of its cells, may run
 WORKERS_ENV_VAR = "MLOPS_COURSE_WORKERS"  # notebooks executed at once (default: cores, max 2)
 METADATA_KEY = "mlops_course"
 
@@ -120,7 +121,6 @@ def execute_notebook(
     destination: Path,
     *,
     timeout: float = 600,
-    extra_env: dict[str, str] | None = None,
     scratch_dir: Path | None = None,
     repo_dir: Path = REPO_DIR,
 ) -> float:
@@ -147,7 +147,6 @@ def execute_notebook(
             "PYTHONHASHSEED": "0",
             # As in an activated environment: `python` and `mlflow` are this interpreter's.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            **(extra_env or {}),
         }
         command = [
             sys.executable, "-m", "papermill", str(staged), str(executed),
@@ -156,22 +155,25 @@ def execute_notebook(
             "--no-progress-bar",
         ]
         started = time.perf_counter()
+        # Its own process group, so that a timeout stops the kernel and what it started too.
+        papermill = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            run = subprocess.run(
-                command, env=env, capture_output=True, text=True, timeout=timeout + 60
-            )
+            _, stderr = papermill.communicate(timeout=timeout + 60)
         except subprocess.TimeoutExpired as error:
+            os.killpg(papermill.pid, signal.SIGKILL)
+            papermill.communicate()
             raise NotebookExecutionError(
                 f"{source.name} did not finish within {timeout:.0f} s"
             ) from error
         seconds = time.perf_counter() - started
-        if run.returncode != 0:
+        if papermill.returncode != 0:
             if executed.exists():
                 message = describe_failure(
                     nbformat.read(executed, as_version=4), source.name, timeout
                 )
             else:
-                message = f"{source.name} could not be executed:\n{run.stderr[-3000:]}"
+                message = f"{source.name} could not be executed:\n{stderr[-3000:]}"
             raise NotebookExecutionError(message)
         result = nbformat.read(executed, as_version=4)
     finalize(result, source, seconds, repo_dir)
@@ -232,7 +234,14 @@ def execute_book(
         log(f"executed {source.name} in {seconds:.1f} s")
         return ExecutionResult(source.name, True, seconds)
 
+    failures = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(run, todo):
-            results[result.name] = result
+        for future in [pool.submit(run, source) for source in todo]:
+            try:
+                result = future.result()
+                results[result.name] = result
+            except NotebookExecutionError as error:
+                failures.append(str(error))
+    if failures:
+        raise NotebookExecutionError("\n\n".join(failures))
     return [results[s.name] for s in sources]

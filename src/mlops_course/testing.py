@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 from mlflow import MlflowClient
 
 from mlops_course.execute import REPO_DIR, execute_notebook
@@ -17,6 +18,19 @@ TIMING_SUFFIXES = ("_seconds", "_ms", "_per_second")
 def notebook_path(name: str) -> Path:
     """The committed notebook called name (with or without .ipynb)."""
     return NOTEBOOKS_DIR / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+
+
+def write_notebook(path: Path, *sources: str) -> Path:
+    """A small course-shaped notebook: a title, a parameters cell, then one cell per source."""
+    parameters = nbformat.v4.new_code_cell("tracking_uri = None  # set by papermill\nport = 5000")
+    parameters.metadata["tags"] = ["parameters"]
+    cells = [nbformat.v4.new_markdown_cell("# A test notebook"), parameters]
+    nb = nbformat.v4.new_notebook(cells=cells + [nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
 
 
 def run_summaries(client: MlflowClient) -> dict[str, tuple]:
