@@ -15,14 +15,14 @@ from mlops_course.testing import write_notebook
 
 BOOK = REPO_DIR / "book"
 HTML = BOOK / "_build" / "html"
+JUPYTER_BOOK = str(Path(sys.executable).parent / "jupyter-book")
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def built_book() -> Path:
     """Build the book as a learner would (the cache makes a repeat build quick)."""
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    build = subprocess.run([str(jupyter_book), "build", str(BOOK), "-W", "-n", "--keep-going"],
+    build = subprocess.run([JUPYTER_BOOK, "build", str(BOOK), "-W", "-n", "--keep-going"],
                            capture_output=True, text=True, timeout=3000)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
     return HTML
@@ -55,8 +55,7 @@ def test_execution_report_lists_every_notebook(built_book):
 
 
 def test_a_no_change_rebuild_executes_nothing(built_book):
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    build = subprocess.run([str(jupyter_book), "build", str(BOOK), "-W"],
+    build = subprocess.run([JUPYTER_BOOK, "build", str(BOOK), "-W"],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0
     assert re.search(r"notebooks: 0 to execute, \d+ unchanged", build.stdout)
@@ -71,8 +70,7 @@ def test_a_failing_notebook_fails_the_build_and_says_where(tmp_path):
         "format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/01_broken\n")
     (tmp_path / "requirements.txt").write_text("nbformat\n")
     write_notebook(tmp_path / "notebooks/01_broken.ipynb", "ratio = 1 / 0")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    build = subprocess.run([str(jupyter_book), "build", str(book), "-W"],
+    build = subprocess.run([JUPYTER_BOOK, "build", str(book), "-W"],
                            capture_output=True, text=True, timeout=600)
     output = build.stdout + build.stderr
     assert build.returncode != 0

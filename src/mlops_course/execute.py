@@ -125,6 +125,7 @@ def execute_notebook(
     repo_dir: Path = REPO_DIR,
 ) -> float:
     """Execute source with papermill in a scratch folder and store; write destination. Seconds."""
+    executed_hash = source_hash(source, repo_dir)  # of what runs, even if edited meanwhile
     nb = nbformat.read(source, as_version=4)
     declared = parameter_names(nb)
     setup = nbformat.v4.new_code_cell(STRICT_WARNINGS_CELL)
@@ -176,7 +177,7 @@ def execute_notebook(
                 message = f"{source.name} could not be executed:\n{stderr[-3000:]}"
             raise NotebookExecutionError(message)
         result = nbformat.read(executed, as_version=4)
-    finalize(result, source, seconds, repo_dir)
+    finalize(result, executed_hash, seconds)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_suffix(".partial")
     nbformat.write(result, partial)
@@ -184,7 +185,7 @@ def execute_notebook(
     return seconds
 
 
-def finalize(nb: nbformat.NotebookNode, source: Path, seconds: float, repo_dir: Path) -> None:
+def finalize(nb: nbformat.NotebookNode, executed_hash: str, seconds: float) -> None:
     """Drop the setup cell, hide papermill's parameter cell, record hash and timing."""
     del nb.cells[0]
     for cell in nb.cells:
@@ -192,7 +193,7 @@ def finalize(nb: nbformat.NotebookNode, source: Path, seconds: float, repo_dir: 
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
     nb.metadata[METADATA_KEY] = {
-        "source_hash": source_hash(source, repo_dir),
+        "source_hash": executed_hash,
         "seconds": round(seconds, 2),
         "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
