@@ -34,8 +34,9 @@ def test_parameters_point_at_a_scratch_store_in_the_working_folder(repo):
     execute_notebook(source, repo / "out/01_where.ipynb", scratch_dir=scratch, repo_dir=repo)
     result = nbformat.read(repo / "out/01_where.ipynb", as_version=4)
     assert "scratch ok" in result.cells[-1].outputs[0]["text"]
-    injected = [c for c in result.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert injected and "remove-cell" in injected[0].metadata.tags, "hide the temp paths"
+    text = nbformat.writes(result)
+    assert "injected-parameters" not in text and '"papermill": {' not in text, "no build trace"
+    assert str(scratch) not in text and str(repo) not in text, "no build path"
     assert "warnings" not in result.cells[0].source, "the setup cell is dropped"
     assert result.metadata[METADATA_KEY]["source_hash"] == source_hash(source, repo)
 

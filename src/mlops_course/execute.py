@@ -186,12 +186,16 @@ def execute_notebook(
 
 
 def finalize(nb: nbformat.NotebookNode, executed_hash: str, seconds: float) -> None:
-    """Drop the setup cell, hide papermill's parameter cell, record hash and timing."""
-    del nb.cells[0]
+    """Drop the setup cell and papermill's parameters and metadata; record hash and timing.
+
+    What is left runs on a reader's machine as it is: the build's paths were only in
+    what is dropped.
+    """
+    nb.cells = [cell for cell in nb.cells[1:]
+                if "injected-parameters" not in cell.metadata.get("tags", [])]
+    nb.metadata.pop("papermill", None)
     for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
+        cell.metadata.pop("papermill", None)
     nb.metadata[METADATA_KEY] = {
         "source_hash": executed_hash,
         "seconds": round(seconds, 2),

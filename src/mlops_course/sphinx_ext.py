@@ -12,6 +12,7 @@ from sphinx.errors import ExtensionError
 from sphinx.util import logging
 
 from mlops_course.execute import METADATA_KEY, NotebookExecutionError, execute_book
+from mlops_course.screenshots import screenshots
 
 logger = logging.getLogger(__name__)
 REPORT_PAGE = "appendix/execution-report.md"
@@ -71,6 +72,17 @@ def execute_notebooks(app: Sphinx, config: Config) -> None:
     except NotebookExecutionError as error:
         raise ExtensionError(f"A notebook failed, so the book was not built.\n{error}") from None
     write_if_changed(book_dir / REPORT_PAGE, execution_report(executed_dir))
+    missing = missing_screenshots(executed_dir)
+    if missing:  # said once; not a warning, so that a build without Chromium succeeds
+        logger.info("Screenshots not taken (no Chromium on this machine; CI takes them all): "
+                    + "; ".join(missing))
+
+
+def missing_screenshots(executed_dir: Path) -> list[str]:
+    """'notebook: picture' for every UI screenshot the executed notebooks could not take."""
+    return [f"{path.stem}: {shot['screenshot']}"
+            for path in sorted(executed_dir.glob("*.ipynb"))
+            for shot in screenshots(path) if shot["png"] is None]
 
 
 def setup(app: Sphinx) -> dict:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import PIL.Image
 from mlflow import MlflowClient
 
 from mlops_course.execute import REPO_DIR, execute_notebook
+from mlops_course.screenshots import SIZE as SCREENSHOT_SIZE
 
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 # Metrics that measure time are allowed to differ between two executions.
@@ -86,3 +89,11 @@ def execute_twice(name: str, scratch_dir: Path, output_dir: Path) -> ExecutedNot
         passes.append({k: v for k, v in after.items() if k not in before})
         before = after
     return ExecutedNotebook(source.stem, scratch_dir, *passes)
+
+
+def check_screenshot(png: bytes) -> None:
+    """Assert png is a picture of the browser window's size that shows more than one colour."""
+    image = PIL.Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == SCREENSHOT_SIZE, image.size
+    colours = image.convert("L").getcolors(maxcolors=256 * 256) or []
+    assert len(colours) > 20, "the screenshot is blank"

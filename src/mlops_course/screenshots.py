@@ -1,0 +1,114 @@
+"""Screenshots of the MLflow UI, taken by headless Chromium (Playwright) during the build."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+from IPython.display import Image, Markdown, display
+
+from mlops_course import servers
+
+BROWSER_ENV_VAR = "MLOPS_COURSE_CHROMIUM"  # a Chromium or Chrome executable to use
+SIZE = (1280, 800)  # CSS pixels of the browser window, and so of the picture
+# Chromium's connections to its own services fail offline; these flags keep it quiet.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+METADATA_KEY = "mlops_course"
+# The UI's own settings, as a learner who picked "Model training" and closed the assistant
+# has them: without these it opens in GenAI mode with pop-ups over the page.
+UI_SETTINGS = {
+    "mlflow.workflowType_v1": "machine_learning",
+    "mlflow.assistant.panelOpen_v1": False,
+    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": True,
+    "mlflow.detectIssues.guidanceShown_v1": True,
+}
+
+
+class BrowserMissing(RuntimeError):
+    """No Chromium to take screenshots with."""
+
+
+def chromium_path() -> str | None:
+    """$MLOPS_COURSE_CHROMIUM, else a Chromium or Chrome on PATH; None lets Playwright choose."""
+    if os.environ.get(BROWSER_ENV_VAR):
+        return os.environ[BROWSER_ENV_VAR]
+    names = ("chromium", "chromium-browser", "google-chrome", "chrome")
+    return next((found for name in names if (found := shutil.which(name))), None)
+
+
+def capture(url: str, wait_for: str, *, timeout: float = 60, full_page: bool = False) -> bytes:
+    """PNG of url once its page shows the text wait_for; raises BrowserMissing without a browser.
+
+    Runs in a thread of its own: Playwright's sync API refuses to run inside Jupyter's
+    asyncio loop.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_capture, url, wait_for, timeout, full_page).result()
+
+
+def _capture(url: str, wait_for: str, timeout: float, full_page: bool) -> bytes:
+    from playwright.sync_api import Error, sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_path(), args=CHROMIUM_ARGS
+            )
+        except Error as error:
+            raise BrowserMissing(str(error).splitlines()[0]) from None
+        try:
+            page = browser.new_page(viewport=dict(zip(("width", "height"), SIZE)))
+            page.add_init_script(
+                f"Object.entries({json.dumps(UI_SETTINGS)}).forEach("
+                "([key, value]) => localStorage.setItem(key, JSON.stringify(value)));"
+            )
+            page.goto(url)
+            page.get_by_text(wait_for).first.wait_for(timeout=timeout * 1000)
+            return page.screenshot(full_page=full_page)
+        finally:
+            browser.close()
+
+
+def mlflow_ui(tracking_uri: str, timeout: float = 120) -> servers.Server:
+    """`mlflow server` over a store, on a free port of 127.0.0.1, for the UI only (no jobs)."""
+    port = servers.free_port()
+    command = (f"mlflow server --backend-store-uri {shlex.quote(tracking_uri)} "
+               f"--host 127.0.0.1 --port {port} --workers 1")
+    env = servers.environment(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    return servers.start(command, f"http://127.0.0.1:{port}/health", env=env, timeout=timeout)
+
+
+def show(url: str, wait_for: str, name: str, **options) -> None:
+    """Display a screenshot of url in the notebook, or say once why it could not be taken.
+
+    The output's metadata names the picture and the text waited for (the tests check both).
+    """
+    info = {"screenshot": name, "url": url, "waited_for": wait_for}
+    try:
+        png = capture(url, wait_for, **options)
+    except BrowserMissing as error:
+        note = (f"*Screenshot “{name}” not taken: no Chromium on this machine ({error}). "
+                f"Open {url} in your browser to see this page.*")
+        display(Markdown(note), metadata={METADATA_KEY: {**info, "missing": str(error)}})
+        return
+    display(Image(data=png, width=SIZE[0] * 0.6), metadata={METADATA_KEY: info})
+
+
+def screenshots(executed: Path) -> list[dict]:
+    """The UI screenshots an executed notebook shows: metadata, plus the PNG bytes if taken."""
+    found = []
+    for cell in nbformat.read(executed, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            info = output.get("metadata", {}).get(METADATA_KEY)
+            if info:
+                png = output.get("data", {}).get("image/png")
+                found.append({**info, "png": base64.b64decode(png) if png else None})
+    return found
+
