@@ -64,6 +64,11 @@ class ExecutedNotebook:
         """The scratch store's URI."""
         return f"sqlite:///{self.scratch_dir / 'mlflow.db'}"
 
+    @property
+    def first_copy(self) -> Path:
+        """The executed copy of the first pass (outputs, screenshots)."""
+        return self.scratch_dir.parent / f"pass1-{self.name}.ipynb"
+
     def client(self) -> MlflowClient:
         """A client on the scratch store."""
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
