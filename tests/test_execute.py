@@ -54,6 +54,41 @@ def test_cache_executes_only_what_changed(repo):
     assert executed_names(forced) == ["01_a.ipynb", "02_b.ipynb"]
 
 
+def test_a_prose_edit_rerenders_the_page_without_executing(repo):
+    source = write_notebook(repo / "notebooks/01_a.ipynb", "print('computed')")
+    out = repo / "book/notebooks"
+    execute_book([source], out, log=lambda _: None)
+    nb = nbformat.read(source, as_version=4)
+    nb.cells[0].source = "# A test notebook, with a typo fixed"
+    nb.cells[-1].metadata["tags"] = ["remove-input"]  # how it shows, not what it computes
+    nbformat.write(nb, source)
+    logged = []
+    assert executed_names(execute_book([source], out, log=logged.append)) == []
+    assert "1 with edited prose" in logged[0]
+    page = nbformat.read(out / "01_a.ipynb", as_version=4)
+    assert page.cells[0].source.endswith("typo fixed")
+    assert page.cells[-1].metadata.tags == ["remove-input"]
+    assert page.cells[-1].outputs[0]["text"] == "computed\n", "the cached output is kept"
+    assert executed_names(execute_book([source], out, log=lambda _: None)) == []
+
+
+def test_a_shared_file_reexecutes_only_the_chapters_that_use_it(repo):
+    (repo / "conda_env").mkdir()
+    (repo / "conda_env/train.py").write_text("from mlops_course.data import load\n")
+    (repo / "src/mlops_course").mkdir(parents=True)
+    (repo / "src/mlops_course/data.py").write_text("def load(): pass\n")
+    uses = write_notebook(repo / "notebooks/01_uses.ipynb", "project = 'conda_env'")
+    other = write_notebook(repo / "notebooks/02_other.ipynb", "x = 1")
+    out = repo / "book/notebooks"
+    execute_book([uses, other], out, log=lambda _: None)
+    (repo / "conda_env/train.py").write_text("from mlops_course.data import load  # v2\n")
+    assert executed_names(execute_book([uses, other], out, log=lambda _: None)) == \
+        ["01_uses.ipynb"]
+    (repo / "src/mlops_course/data.py").write_text("def load(): return 2\n")  # via train.py
+    assert executed_names(execute_book([uses, other], out, log=lambda _: None)) == \
+        ["01_uses.ipynb"]
+
+
 def test_changed_pins_execute_everything_again(repo):
     source = write_notebook(repo / "notebooks/01_a.ipynb", "x = 1")
     out = repo / "book/notebooks"

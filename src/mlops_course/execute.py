@@ -62,27 +62,97 @@ def installed_versions(requirements: Path) -> str:
     return "\n".join(lines)
 
 
+# Tags that change how a cell is shown, not what it computes: editing them executes nothing.
+RENDER_TAGS = {"remove-input", "remove-output", "remove-cell", "hide-input", "hide-output",
+               "hide-cell", "full-width", "margin"}
+# Top-level folders that are never a notebook's shared input.
+NOT_SHARED = {"notebooks", "book", "src", "tests", "benchmarks"}
+MODULE_USE = re.compile(r"mlops_course\.(\w+)|from mlops_course import ([\w, ]+)")
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list[str]:
+    """What each code cell computes: its source and the tags that are not about rendering."""
+    return [cell.source + "\0" + ",".join(sorted(set(cell.metadata.get("tags", [])) - RENDER_TAGS))
+            for cell in nb.cells if cell.cell_type == "code"]
+
+
+def dependencies(notebook: Path, repo_dir: Path = REPO_DIR) -> list[Path]:
+    """The shared files a notebook uses: course modules it imports (and what they import),
+    and every file of a top-level folder its code names (e.g. conda_env/)."""
+    code = "\n".join(code_cells(nbformat.read(notebook, as_version=4)))
+    folders = [d for d in sorted(repo_dir.iterdir()) if d.is_dir()
+               and d.name not in NOT_SHARED and not d.name.startswith(".")
+               and re.search(rf"\b{re.escape(d.name)}\b", code)]
+    found = [f for d in folders for f in sorted(d.rglob("*"))
+             if f.is_file() and "__pycache__" not in f.parts]
+    texts, modules = [code, *(f.read_text(errors="ignore") for f in found)], set()
+    while texts:
+        for match in MODULE_USE.finditer(texts.pop()):
+            for name in re.split(r"[, ]+", match.group(1) or match.group(2)):
+                module = repo_dir / "src" / "mlops_course" / f"{name}.py"
+                if name and module.is_file() and module not in modules:
+                    modules.add(module)
+                    texts.append(module.read_text())
+    return found + sorted(modules)
+
+
 def source_hash(notebook: Path, repo_dir: Path = REPO_DIR) -> str:
-    """Hash of everything an executed notebook depends on: itself, pins, versions, shared code."""
+    """Hash of what an executed notebook's outputs depend on: its code cells, its kernel, the
+    pinned versions and the shared files it uses. Prose is not part of it."""
     requirements = repo_dir / "requirements.txt"
     versions = installed_versions(requirements) if requirements.is_file() else ""
+    nb = nbformat.read(notebook, as_version=4)
     digest = hashlib.sha256()
-    shared = [requirements, repo_dir / "src/mlops_course/data.py"]
-    shared += sorted(p for p in (repo_dir / "conda_env").glob("*") if p.is_file())
-    for path in [notebook, *(p for p in shared if p.is_file())]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for cell in code_cells(nb):
+        digest.update(cell.encode() + b"\0")
+    digest.update(nb.metadata.get("kernelspec", {}).get("name", "").encode())
+    for path in [requirements, *dependencies(notebook, repo_dir)]:
+        if path.is_file():
+            name = path.relative_to(repo_dir).as_posix()
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(versions.encode())
     digest.update(STRICT_WARNINGS_CELL.encode())
     return digest.hexdigest()
 
 
-def cached_hash(executed: Path) -> str | None:
-    """The source hash recorded in an executed copy, or None when there is no usable copy."""
+def page_hash(notebook: Path) -> str:
+    """Hash of the whole notebook file: prose and rendering tags included."""
+    return hashlib.sha256(notebook.read_bytes()).hexdigest()
+
+
+def rerender(source: Path, executed: Path) -> None:
+    """Rewrite an executed copy with the source's cells (new prose, tags) and its old outputs.
+
+    Only valid when the code is unchanged (equal source_hash): code cells pair up in order.
+    """
+    cached = nbformat.read(executed, as_version=4)
+    nb = nbformat.read(source, as_version=4)
+    old = iter([c for c in cached.cells if c.cell_type == "code"])
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            done = next(old)
+            cell.outputs, cell.execution_count = done.outputs, done.execution_count
+    nb.metadata = cached.metadata
+    nb.metadata[METADATA_KEY]["page_hash"] = page_hash(source)
+    write_atomically(nb, executed)
+
+
+def write_atomically(nb: nbformat.NotebookNode, destination: Path) -> None:
+    """Write a notebook so that a reader never sees half of it."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_suffix(".partial")
+    nbformat.write(nb, partial)
+    partial.replace(destination)
+
+
+def cached_hashes(executed: Path) -> tuple[str | None, str | None]:
+    """The source and page hashes recorded in an executed copy (None, None without one)."""
     try:
         nb = nbformat.read(executed, as_version=4)
     except (OSError, ValueError):
-        return None
-    return nb.metadata.get(METADATA_KEY, {}).get("source_hash")
+        return None, None
+    info = nb.metadata.get(METADATA_KEY, {})
+    return info.get("source_hash"), info.get("page_hash")
 
 
 def free_port() -> int:
@@ -125,7 +195,8 @@ def execute_notebook(
     repo_dir: Path = REPO_DIR,
 ) -> float:
     """Execute source with papermill in a scratch folder and store; write destination. Seconds."""
-    executed_hash = source_hash(source, repo_dir)  # of what runs, even if edited meanwhile
+    # Of what runs, even if the notebook is edited meanwhile.
+    executed_hash, executed_page = source_hash(source, repo_dir), page_hash(source)
     nb = nbformat.read(source, as_version=4)
     declared = parameter_names(nb)
     setup = nbformat.v4.new_code_cell(STRICT_WARNINGS_CELL)
@@ -178,10 +249,8 @@ def execute_notebook(
             raise NotebookExecutionError(message)
         result = nbformat.read(executed, as_version=4)
     finalize(result, executed_hash, seconds)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_suffix(".partial")
-    nbformat.write(result, partial)
-    partial.replace(destination)
+    result.metadata[METADATA_KEY]["page_hash"] = executed_page
+    write_atomically(result, destination)
     return seconds
 
 
@@ -223,13 +292,19 @@ def execute_book(
             stale.unlink()
     results: dict[str, ExecutionResult] = {}
     todo = []
+    rerendered = 0
     for source in sources:
         destination = output_dir / source.name
-        if not force and cached_hash(destination) == source_hash(source, repo_dir):
-            results[source.name] = ExecutionResult(source.name, False, 0.0)
-        else:
+        code, page = cached_hashes(destination)
+        if force or code != source_hash(source, repo_dir):
             todo.append(source)
-    log(f"notebooks: {len(todo)} to execute, {len(results)} unchanged (cached)")
+            continue
+        if page != page_hash(source):  # prose or rendering tags edited: keep the outputs
+            rerender(source, destination)
+            rerendered += 1
+        results[source.name] = ExecutionResult(source.name, False, 0.0)
+    log(f"notebooks: {len(todo)} to execute, {len(results)} unchanged (cached; "
+        f"{rerendered} with edited prose, re-rendered without executing)")
 
     def run(source: Path) -> ExecutionResult:
         log(f"executing {source.name} ...")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,14 +80,22 @@ class ExecutedNotebook:
                 if exp == experiment}
 
 
-def execute_twice(name: str, scratch_dir: Path, output_dir: Path) -> ExecutedNotebook:
-    """Execute a notebook twice against one store; record the runs each pass added."""
+def execute_twice(name: str, scratch_dir: Path, output_dir: Path,
+                  book_dir: Path | None = None) -> ExecutedNotebook:
+    """Execute a notebook twice against one store; record the runs each pass added.
+
+    The first pass runs on an empty store, as the book build does: with book_dir, its copy
+    also goes to the book's executed folder, so that a later build does not execute it again.
+    """
     source = notebook_path(name)
     passes: list[dict[str, tuple]] = []
     before: dict[str, tuple] = {}
     for attempt in (1, 2):
-        execute_notebook(source, output_dir / f"pass{attempt}-{source.name}",
-                         scratch_dir=scratch_dir)
+        copy = output_dir / f"pass{attempt}-{source.name}"
+        execute_notebook(source, copy, scratch_dir=scratch_dir)
+        if attempt == 1 and book_dir:
+            book_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(copy, book_dir / source.name)
         # The client is made only now: the notebook created the store with artifact
         # folders under scratch_dir, where a client made earlier would not have put them.
         client = MlflowClient(tracking_uri=f"sqlite:///{scratch_dir / 'mlflow.db'}")
