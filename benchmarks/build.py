@@ -1,9 +1,10 @@
-"""Measure the book build: cold, no change, one notebook changed. Prints a table.
+"""Measure the book build: cold, no change, prose edited, code edited, shared file changed.
 
 A first cold build executes one notebook at a time: the sum of its per-notebook seconds is
 the notebooks' own execution time, the yardstick for the (parallel) cold build.
 
-Usage: python benchmarks/build.py [--notebook 03_tracking] [--json results.json]
+Usage: python benchmarks/build.py [--notebook 03_tracking] [--shared conda_env/train.py]
+                                 [--json results.json]
 
 Works on a copy of the repository in a temporary folder, so the checkout is untouched.
 """
@@ -49,35 +50,46 @@ def build(book: Path, workers: int | None = None) -> dict:
             "executed": {name: float(s) for name, s in executed.items()}}
 
 
-def change_one_notebook(path: Path) -> None:
-    """Edit one markdown cell, as an author fixing a sentence would."""
+def edit_notebook(path: Path, cell_type: str) -> None:
+    """Edit the first cell of a kind: a sentence in markdown, a comment in code."""
     nb = nbformat.read(path, as_version=4)
-    cell = next(c for c in nb.cells if c.cell_type == "markdown")
-    cell.source += "\n\n(Edited by the benchmark.)"
+    cell = next(c for c in nb.cells if c.cell_type == cell_type
+                and "parameters" not in c.metadata.get("tags", []))
+    cell.source += "\n\n(Edited by the benchmark.)" if cell_type == "markdown" else \
+        "\n# edited by the benchmark"
     nbformat.write(nb, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", default="03_tracking", help="the one to change")
+    parser.add_argument("--shared", default="conda_env/train.py",
+                        help="a shared file some chapters use, to change")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="book-benchmark-") as folder:
         copy = Path(folder)
         copy_repository(copy)
+        notebook = copy / "notebooks" / f"{args.notebook}.ipynb"
         results = {"cold, one at a time": build(copy / "book", workers=1)}
         for generated in ("_build", "notebooks"):
             shutil.rmtree(copy / "book" / generated)
         results["cold"] = build(copy / "book")
         results["no change"] = build(copy / "book")
-        change_one_notebook(copy / "notebooks" / f"{args.notebook}.ipynb")
-        results["one notebook changed"] = build(copy / "book")
+        edit_notebook(notebook, "markdown")
+        results["prose edited in one notebook"] = build(copy / "book")
+        edit_notebook(notebook, "code")
+        results["code edited in one notebook"] = build(copy / "book")
+        with open(copy / args.shared, "a") as shared:
+            shared.write("\n# changed by the benchmark\n")
+        results[f"{args.shared} changed"] = build(copy / "book")
     own = sum(results["cold, one at a time"]["executed"].values())
     print(f"Book build benchmark on {os.cpu_count()} cores "
           f"({len(results['cold']['executed'])} notebooks)\n")
-    print(f"{'build':<22}{'seconds':>9}{'executed':>10}")
+    print(f"{'build':<34}{'seconds':>9}  notebooks executed")
     for name, result in results.items():
-        print(f"{name:<22}{result['seconds']:>9.1f}{len(result['executed']):>10}")
+        executed = sorted(Path(n).stem.split("_")[0] for n in result["executed"])
+        print(f"{name:<34}{result['seconds']:>9.1f}  {len(executed)}: {' '.join(executed)}")
     print(f"\nnotebooks' own execution time (sum): {own:.1f} s; "
           f"cold build / that = {results['cold']['seconds'] / own:.2f}")
     print("\nseconds per notebook (executed one at a time):")
