@@ -15,8 +15,9 @@ from mlops_course.execute import REPO_DIR, execute_notebook
 from mlops_course.screenshots import SIZE as SCREENSHOT_SIZE
 
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
-# Metrics that measure time are allowed to differ between two executions.
+# Metrics that measure time or the machine are allowed to differ between two executions.
 TIMING_SUFFIXES = ("_seconds", "_ms", "_per_second")
+SYSTEM_PREFIX = "system/"  # MLflow's system metrics (CPU, memory, ...)
 
 
 def notebook_path(name: str) -> Path:
@@ -45,7 +46,7 @@ def run_summaries(client: MlflowClient) -> dict[str, tuple]:
             metrics = {
                 key: round(value, 10)
                 for key, value in sorted(run.data.metrics.items())
-                if not key.endswith(TIMING_SUFFIXES)
+                if not key.endswith(TIMING_SUFFIXES) and not key.startswith(SYSTEM_PREFIX)
             }
             summaries[run.info.run_id] = (experiment.name, run.info.run_name, metrics)
     return summaries
