@@ -1,6 +1,8 @@
 """Chapter 7: what the serving notebook leaves behind, its Dockerfile, and no server left running."""
 
+import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -9,15 +11,24 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+import requests
 from mlflow.models import Model
 
 from mlops_course.data import FEATURES
-from mlops_course.execute import NotebookExecutionError, execute_notebook
+from mlops_course.execute import REPO_DIR, NotebookExecutionError, execute_notebook
+from mlops_course.servers import environment, free_port, start
 from mlops_course.testing import notebook_path
 
 pytestmark = pytest.mark.slow
 
 EXPERIMENT = "07-serving"
+# The old tutorial's wine, as the chapter sends it to the server.
+TUTORIAL_WINE = {
+    "columns": ["alcohol", "chlorides", "citric acid", "density", "fixed acidity",
+                "free sulfur dioxide", "pH", "residual sugar", "sulphates",
+                "total sulfur dioxide", "volatile acidity"],
+    "data": [[12.8, 0.029, 0.48, 0.98, 6.2, 29, 3.33, 1.2, 0.39, 75, 0.66]],
+}
 # hadolint findings in the Dockerfile that MLflow's template writes, and why each is accepted:
 # they make the image bigger or less reproducible, not wrong, and the template is MLflow's.
 ACCEPTED_HADOLINT_RULES = {
@@ -64,7 +75,8 @@ def test_served_model_was_logged_with_signature_and_input_example(executed):
 def test_rest_cost_was_measured_and_logged(executed):
     result = executed("07_serving")
     run = result.client().get_run(result.first_runs(EXPERIMENT)["rest-cost"])
-    assert run.data.params == {"rows": "50"}
+    assert run.data.params["rows"] == "50"
+    assert re.fullmatch(r".+ .+, \d+ CPUs", run.data.params["machine"]), "machine described"
     timings = run.data.metrics
     assert set(timings) == {"rest_single_rows_ms", "in_process_single_rows_ms",
                             "rest_one_batch_ms"}
@@ -86,10 +98,9 @@ def test_no_server_outlives_the_notebook(executed):
 def test_server_is_stopped_when_a_later_cell_fails(tmp_path):
     """A cell failing while the server runs: the kernel's atexit hook must still stop it."""
     nb = nbformat.read(notebook_path("07_serving"), as_version=4)
-    start = next(i for i, cell in enumerate(nb.cells)
-                 if "atexit.register(stop_server, server)" in cell.source)
-    nb.cells.insert(start + 1, nbformat.v4.new_code_cell(
-        'Path("server.pid").write_text(str(server.pid))\n'
+    started = next(i for i, cell in enumerate(nb.cells) if "server = start(" in cell.source)
+    nb.cells.insert(started + 1, nbformat.v4.new_code_cell(
+        'Path("server.pid").write_text(str(server.process.pid))\n'
         'raise RuntimeError("a cell fails while the server runs")'
     ))
     broken = tmp_path / "07_serving.ipynb"
@@ -118,3 +129,87 @@ def test_generated_dockerfile_passes_hadolint(executed):
                                 capture_output=True, text=True, timeout=60)
     fired = {finding["code"] for finding in json.loads(everything.stdout)}
     assert fired == set(ACCEPTED_HADOLINT_RULES), f"hadolint now reports {sorted(fired)}"
+
+
+def outputs_text(executed_ipynb: Path) -> str:
+    """Everything a reader sees in the outputs of an executed notebook."""
+    nb = nbformat.read(executed_ipynb, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts.extend(str(v) for v in output.get("data", {}).values())
+            parts.extend(output.get("traceback", []))
+    return "\n".join(parts)
+
+
+def test_outputs_show_no_machine_paths_and_print_the_cost_from_the_numbers(executed):
+    result = executed("07_serving")
+    shown = outputs_text(result.first_copy)
+    for path in [str(REPO_DIR), str(result.scratch_dir), "/tmp/", str(Path.home())]:
+        assert path not in shown, f"an output shows {path}"
+    assert "2-core" not in shown and "build machine" not in shown
+    timings = result.client().get_run(result.first_runs(EXPERIMENT)["rest-cost"]).data.metrics
+    rest_call = timings["rest_single_rows_ms"] / 50
+    ratio = rest_call / (timings["in_process_single_rows_ms"] / 50)
+    assert f"a single-row REST call costs {ratio:.1f}x an in-process predict" in shown
+    batch = timings["rest_one_batch_ms"] / rest_call
+    assert f"one request with 50 rows costs {batch:.1f}x one with a single row" in shown
+    assert "ServerError: Port " in shown and "is already in use" in shown
+    assert "address already in use" in shown, "uvicorn's own message is shown"
+
+
+def test_the_chapter_writes_only_into_its_folder_and_the_store(executed):
+    result = executed("07_serving")
+    assert {p.name for p in result.scratch_dir.iterdir()} <= {"mlflow.db", "mlruns",
+                                                             "07-serving"}
+
+
+def test_served_model_answers_from_outside_as_the_notebook_showed(executed):
+    """Serve the logged model from the store with the course helper; ask it the tutorial wine."""
+    result = executed("07_serving")
+    run_id = result.first_runs(EXPERIMENT)["wine-model"]
+    experiment = result.client().get_experiment_by_name(EXPERIMENT)
+    model = result.client().search_logged_models(
+        experiment_ids=[experiment.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )[0]
+    nb = nbformat.read(result.first_copy, as_version=4)
+    curl_cell = next(c for c in nb.cells if c.source.startswith("split = {"))
+    shown = ast.literal_eval(curl_cell.outputs[-1]["data"]["text/plain"])
+    port = free_port()
+    command = (f"mlflow models serve -m models:/{model.model_id} -p {port} "
+               "--host 127.0.0.1 --env-manager local")
+    env = environment(MLFLOW_TRACKING_URI=result.tracking_uri)
+    with start(command, f"http://127.0.0.1:{port}/ping", env=env) as server:
+        body = {"dataframe_split": TUTORIAL_WINE}
+        reply = requests.post(f"{server.origin}/invocations", json=body, timeout=30)
+        old = requests.post(f"{server.origin}/invocations", json=body["dataframe_split"],
+                            headers={"Content-Type": "application/json; format=pandas-split"},
+                            timeout=30)
+    assert reply.status_code == 200
+    assert reply.json()["predictions"] == pytest.approx(shown["predictions"], abs=1e-9)
+    assert old.status_code == 415, "the 1.x request is refused"
+    assert not server.processes()
+
+
+def test_spine_three_exercises_one_in_the_ui_and_a_next_link():
+    nb = nbformat.read(notebook_path("07_serving"), as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    exercises = re.findall(r"```\{exercise\}\n:label: (\S+)\n(.*?)```", text, re.S)
+    assert len(exercises) == 3, [label for label, _ in exercises]
+    assert sum("MLflow UI" in body for _, body in exercises) == 1, "one exercise in the UI"
+    assert text.count("{solution-start}") == text.count("{solution-end}") == 3
+    assert "[Next: the Model Registry](08_registry.ipynb)" in text
+    assert "Chapter 10" not in text and "build machine" not in text
+    assert "did not run when this page was built" in text
+
+
+def test_no_process_plumbing_and_short_cells():
+    nb = nbformat.read(notebook_path("07_serving"), as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    joined = "\n".join(code)
+    for plumbing in ["psutil", "killpg", "getpgid", "SIGTERM", "SIGKILL", "atexit",
+                     "sys.executable", "socket", "Popen"]:
+        assert plumbing not in joined, f"{plumbing} belongs in mlops_course.servers"
+    assert max(len(source.splitlines()) for source in code) <= 20
+    assert sum(len(source.splitlines()) for source in code) < 350
