@@ -1,15 +1,18 @@
 """Chapter 6: what the projects notebook leaves in its store, and train.py outside the course env."""
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 from urllib.parse import urlparse
 
+import nbformat
 import pytest
 
 from mlops_course.execute import REPO_DIR
+from mlops_course.testing import notebook_path
 
 NOTEBOOK = "06_projects"
 EXPERIMENT = "06-projects"
@@ -50,20 +53,19 @@ def test_bad_alpha_is_recorded_as_a_failed_run_without_metrics(executed):
 
 
 @pytest.mark.slow
-def test_git_run_records_a_commit_of_a_repository_that_is_gone(executed):
+def test_git_run_records_the_tagged_commit_of_a_clone_that_is_gone(executed):
     result = executed(NOTEBOOK)
     run = result.client().get_run(result.first_runs(EXPERIMENT)["from-git"])
     assert run.info.status == "FINISHED"
     assert run.data.params == {"alpha": "0.5", "l1_ratio": "0.1"}, "v1.0's default l1_ratio"
     commit = run.data.tags["mlflow.source.git.commit"]
     assert len(commit) == 40 and int(commit, 16) >= 0
-    assert run.data.tags["mlflow.source.name"].endswith("wine-project#conda_env")
-    source = urlparse(run.data.tags["mlflow.source.git.repoURL"])
-    assert source.scheme == "file"
-    repo = Path(source.path)
+    assert run.data.tags["mlflow.source.name"] == "wine-v1#conda_env", "run from the clone"
+    # The clone's remote is the stand-in team repository, in a temporary folder now gone.
+    repo = Path(urlparse(run.data.tags["mlflow.source.git.repoURL"]).path)
     assert repo.name == "wine-project"
     assert not repo.is_relative_to(REPO_DIR) and not repo.is_relative_to(result.scratch_dir)
-    assert not repo.exists(), "the temporary git repository must be removed"
+    assert not repo.exists(), "the temporary git repositories must be removed"
 
 
 @pytest.mark.slow
@@ -97,3 +99,51 @@ def test_train_py_finds_the_loader_in_src_when_the_course_package_is_not_install
                            env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "usage: train.py" in shown.stdout
+
+
+def outputs_text(executed_ipynb: Path) -> str:
+    """Everything a reader sees in the outputs of an executed notebook."""
+    nb = nbformat.read(executed_ipynb, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts.extend(str(v) for v in output.get("data", {}).values())
+            parts.extend(output.get("traceback", []))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+def test_outputs_show_no_machine_paths_and_no_repository_url(executed):
+    result = executed(NOTEBOOK)
+    shown = outputs_text(result.first_copy)
+    for path in [str(REPO_DIR), str(result.scratch_dir), "/tmp/", str(Path.home())]:
+        assert path not in shown, f"an output shows {path}"
+    assert "repoURL" not in shown, "the repository URL can be a path on the build machine"
+
+
+@pytest.mark.slow
+def test_the_chapter_writes_only_into_the_store(executed):
+    result = executed(NOTEBOOK)
+    assert {p.name for p in result.scratch_dir.iterdir()} <= {"mlflow.db", "mlruns"}
+
+
+def test_page_warns_about_version_and_no_conda_and_says_what_did_not_run():
+    nb = nbformat.read(notebook_path(NOTEBOOK), as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "in place" in text and "detached HEAD" in text, "warn: --version checks out in place"
+    assert "`mlflow models serve`" in text and "still accepts `--no-conda`" in text
+    assert "did not run when the book was built" in text
+    assert "2-core" not in text and "build machine" not in text
+
+
+def test_spine_three_exercises_one_in_the_ui_and_a_next_link():
+    nb = nbformat.read(notebook_path(NOTEBOOK), as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    exercises = re.findall(r"```\{exercise\}\n:label: (\S+)\n(.*?)```", text, re.S)
+    assert len(exercises) == 3, [label for label, _ in exercises]
+    assert sum("MLflow UI" in body for _, body in exercises) == 1, "one exercise in the UI"
+    assert text.count("{solution-start}") == text.count("{solution-end}") == 3
+    assert "[Next: serving a model over REST](07_serving.ipynb)" in text
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert max(len(source.splitlines()) for source in code) <= 20, "a code cell is too long"
