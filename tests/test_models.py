@@ -1,9 +1,12 @@
 """Chapter 5: what the models notebook leaves in its store."""
 
 import json
+import os
+import re
 from pathlib import Path
 
 import mlflow
+import nbformat
 import numpy as np
 import pytest
 import sklearn
@@ -13,6 +16,8 @@ from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import train_test_split
 
 from mlops_course.data import FEATURES, TARGET, load_wine_quality
+from mlops_course.screenshots import chromium_path, screenshots
+from mlops_course.testing import check_screenshot, notebook_path
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +104,54 @@ def test_grade_model_was_evaluated_in_the_exercise(executed):
     run = result.client().get_run(result.first_runs(EXPERIMENT)["wine-grade"])
     assert run.data.metrics["example_count"] == 400
     assert run.data.metrics["root_mean_squared_error"] > 0
+
+
+def test_no_code_cell_is_over_20_lines():
+    nb = nbformat.read(notebook_path("05_models"), as_version=4)
+    long = [c.source.splitlines()[0] for c in nb.cells
+            if c.cell_type == "code" and len(c.source.splitlines()) > 20]
+    assert not long, f"split these cells: {long}"
+
+
+def test_mentions_only_chapters_that_exist_and_ends_with_a_link_onwards():
+    nb = nbformat.read(notebook_path("05_models"), as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert not re.search(r"[Cc]hapters? (9|1[0-2])\b", text)
+    assert "](06_projects.ipynb)" in nb.cells[-1].source, "the last cell links onwards"
+
+
+def test_old_run_artifact_uri_finds_nothing_but_the_model_uri_does(executed, monkeypatch):
+    result = executed("05_models")
+    # MLflow resolves runs:/<id>/<name> through the default store, whatever client asks.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", result.tracking_uri)
+    run_id = result.first_runs(EXPERIMENT)["elasticnet"]
+    model = models_of(result, "elasticnet")["wine-model"]
+
+    def names(uri):
+        return {Path(f.path).name for f in mlflow.artifacts.list_artifacts(uri)}
+
+    assert names(f"runs:/{run_id}/artifacts/wine-model") == set()
+    assert "MLmodel" in names(f"runs:/{run_id}/wine-model")
+    assert names(f"runs:/{run_id}/wine-model") == names(f"models:/{model.model_id}")
+    assert not (folder(model).parents[2] / run_id / "artifacts" / "wine-model").exists()
+
+
+# The UI pictures the chapter shows: name -> the text the page had to show first.
+SCREENSHOTS = {"logged models tab": "wine-grade", "logged model page": "root_mean_squared_error"}
+
+
+def test_ui_screenshots_show_the_logged_models(executed):
+    result = executed("05_models")
+    shots = {s["screenshot"]: s for s in screenshots(result.first_copy)}
+    assert set(shots) == set(SCREENSHOTS)
+    model = models_of(result, "elasticnet")["wine-model"]
+    experiment_id = model.experiment_id
+    assert shots["logged models tab"]["url"].endswith(f"/#/experiments/{experiment_id}/models")
+    assert shots["logged model page"]["url"].endswith(
+        f"/#/experiments/{experiment_id}/models/{model.model_id}")
+    for name, text in SCREENSHOTS.items():
+        assert shots[name]["waited_for"] == text, name
+        if shots[name]["png"] is None and chromium_path() is None and not os.environ.get("CI"):
+            pytest.skip("chromium is not installed (apt-get install chromium)")
+        assert shots[name]["png"], f"screenshot {name!r} was not taken"
+        check_screenshot(shots[name]["png"])

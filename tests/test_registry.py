@@ -1,6 +1,13 @@
 """Chapter 8: what the registry notebook leaves in its store after running twice."""
 
+import os
+import re
+
+import nbformat
 import pytest
+
+from mlops_course.screenshots import chromium_path, screenshots
+from mlops_course.testing import check_screenshot, notebook_path
 
 pytestmark = pytest.mark.slow
 
@@ -84,3 +91,38 @@ def test_descriptions_and_tags(executed):
 def test_only_the_main_model_is_left(executed):
     names = {m.name for m in executed(NOTEBOOK).client().search_registered_models()}
     assert names == {MODEL}, "the scratch model is renamed and deleted on every run"
+
+
+def test_no_code_cell_is_over_20_lines():
+    nb = nbformat.read(notebook_path(NOTEBOOK), as_version=4)
+    long = [c.source.splitlines()[0] for c in nb.cells
+            if c.cell_type == "code" and len(c.source.splitlines()) > 20]
+    assert not long, f"split these cells: {long}"
+
+
+def test_mentions_only_chapters_that_exist_and_ends_with_a_link_onwards():
+    nb = nbformat.read(notebook_path(NOTEBOOK), as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert not re.search(r"[Cc]hapters? (9|1[0-2])\b", text)
+    assert "](../intro.md)" in nb.cells[-1].source, "the last cell links onwards"
+
+
+# The UI pictures the chapter shows: name -> the text the page had to show first.
+SCREENSHOTS = {"registered model page": "previous-champion",
+               "model version page": "Less regularised"}
+
+
+def test_ui_screenshots_show_the_registered_model_and_the_champion_version(executed):
+    result = executed(NOTEBOOK)
+    first, _ = versions_by_run(result)
+    shots = {s["screenshot"]: s for s in screenshots(result.first_copy)}
+    assert set(shots) == set(SCREENSHOTS)
+    assert shots["registered model page"]["url"].endswith(f"/#/models/{MODEL}")
+    assert shots["model version page"]["url"].endswith(
+        f"/#/models/{MODEL}/versions/{first['challenger']}"), "the champion's page"
+    for name, text in SCREENSHOTS.items():
+        assert shots[name]["waited_for"] == text, name
+        if shots[name]["png"] is None and chromium_path() is None and not os.environ.get("CI"):
+            pytest.skip("chromium is not installed (apt-get install chromium)")
+        assert shots[name]["png"], f"screenshot {name!r} was not taken"
+        check_screenshot(shots[name]["png"])
