@@ -6,8 +6,6 @@ import hashlib
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,9 @@ from importlib import metadata
 from pathlib import Path
 
 import nbformat
+import psutil
+
+from mlops_course.servers import free_port
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 FORCE_ENV_VAR = "MLOPS_COURSE_EXECUTE"  # "force": execute every notebook again
@@ -155,11 +156,19 @@ def cached_hashes(executed: Path) -> tuple[str | None, str | None]:
     return info.get("source_hash"), info.get("page_hash")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def kill_tree(pid: int) -> None:
+    """Kill a process and everything it started (the kernel, its servers), on any OS."""
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in family:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=30)
 
 
 def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
@@ -227,13 +236,13 @@ def execute_notebook(
             "--no-progress-bar",
         ]
         started = time.perf_counter()
-        # Its own process group, so that a timeout stops the kernel and what it started too.
+        # A timeout stops papermill, the kernel and what the kernel started (kill_tree).
         papermill = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             _, stderr = papermill.communicate(timeout=timeout + 60)
         except subprocess.TimeoutExpired as error:
-            os.killpg(papermill.pid, signal.SIGKILL)
+            kill_tree(papermill.pid)
             papermill.communicate()
             raise NotebookExecutionError(
                 f"{source.name} did not finish within {timeout:.0f} s"
