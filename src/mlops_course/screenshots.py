@@ -43,17 +43,21 @@ def chromium_path() -> str | None:
     return next((found for name in names if (found := shutil.which(name))), None)
 
 
-def capture(url: str, wait_for: str, *, timeout: float = 60, full_page: bool = False) -> bytes:
+def capture(url: str, wait_for: str, *, timeout: float = 60, full_page: bool = False,
+            exact: bool = False, settings: dict | None = None) -> bytes:
     """PNG of url once its page shows the text wait_for; raises BrowserMissing without a browser.
 
-    Runs in a thread of its own: Playwright's sync API refuses to run inside Jupyter's
-    asyncio loop.
+    exact: wait_for must be a whole element's text. settings: more of the UI's local
+    storage (see runs_table_columns). Runs in a thread of its own: Playwright's sync API
+    refuses to run inside Jupyter's asyncio loop.
     """
+    storage = {**UI_SETTINGS, **(settings or {})}
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_capture, url, wait_for, timeout, full_page).result()
+        return pool.submit(_capture, url, wait_for, timeout, full_page, exact, storage).result()
 
 
-def _capture(url: str, wait_for: str, timeout: float, full_page: bool) -> bytes:
+def _capture(url: str, wait_for: str, timeout: float, full_page: bool, exact: bool,
+             storage: dict) -> bytes:
     from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as playwright:
@@ -66,14 +70,22 @@ def _capture(url: str, wait_for: str, timeout: float, full_page: bool) -> bytes:
         try:
             page = browser.new_page(viewport=dict(zip(("width", "height"), SIZE)))
             page.add_init_script(
-                f"Object.entries({json.dumps(UI_SETTINGS)}).forEach("
+                f"Object.entries({json.dumps(storage)}).forEach("
                 "([key, value]) => localStorage.setItem(key, JSON.stringify(value)));"
             )
             page.goto(url)
-            page.get_by_text(wait_for).first.wait_for(timeout=timeout * 1000)
+            page.get_by_text(wait_for, exact=exact).first.wait_for(timeout=timeout * 1000)
             return page.screenshot(full_page=full_page)
         finally:
             browser.close()
+
+
+def runs_table_columns(experiment_ids: list[str], columns: list[str]) -> dict:
+    """The UI setting that shows these columns (e.g. "metrics.`rmse`") in the runs table,
+    as a learner ticks them under Columns: pass it to show(..., settings=...)."""
+    page = json.dumps(list(experiment_ids))
+    key = f"MLflowLocalStorage-1.1-ExperimentPage-{page}-ReactComponentState"
+    return {key: {"selectedColumns": columns}}
 
 
 def mlflow_ui(tracking_uri: str, timeout: float = 120) -> servers.Server:
