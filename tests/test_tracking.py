@@ -1,8 +1,13 @@
 """Chapter 3: what the tracking notebook leaves in its store."""
 
+import os
 from pathlib import Path
 
+import nbformat
 import pytest
+
+from mlops_course.screenshots import chromium_path, screenshots
+from mlops_course.testing import check_screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -29,3 +34,40 @@ def test_artifacts_stay_in_the_scratch_folder(executed):
     result = executed("03_tracking")
     files = {p.name for p in (result.scratch_dir / "mlruns").rglob("hello.txt")}
     assert files == {"hello.txt"}
+
+
+def test_ui_rest_call_used_the_public_api(executed):
+    copy = executed("03_tracking").first_copy
+    code = "\n".join(
+        c.source for c in nbformat.read(copy, 4).cells if c.cell_type == "code"
+    )
+    assert "/api/2.0/mlflow/" in code and "ajax-api" not in code, (
+        "only the public REST path"
+    )
+    assert "GET /api/2.0/mlflow/experiments/search: 200 OK" in copy.read_text()
+
+
+UI_PICTURES = {
+    "experiment page": "hello-world",
+    "run page": "learning the tracking API",
+    "metric chart": "Step",  # the x axis title, drawn with the chart itself
+}
+
+
+def test_ui_pictures_show_the_experiment_the_run_and_the_foo_chart(executed):
+    result = executed("03_tracking")
+    experiment = result.client().get_experiment_by_name("03-tracking-by-hand")
+    run_id = result.first_runs("03-tracking-by-hand")["hello-world"]
+    shots = {s["screenshot"]: s for s in screenshots(result.first_copy)}
+    assert set(shots) == set(UI_PICTURES)
+    assert shots["experiment page"]["url"].endswith(
+        f"/#/experiments/{experiment.experiment_id}/runs"
+    )
+    assert shots["run page"]["url"].endswith(f"/runs/{run_id}")
+    assert shots["metric chart"]["url"].endswith(f"/runs/{run_id}/model-metrics")
+    if chromium_path() is None and not os.environ.get("CI"):
+        pytest.skip("no Chromium here to take the pictures (CI has one)")
+    for name, text in UI_PICTURES.items():
+        assert shots[name]["waited_for"] == text, name
+        assert shots[name]["png"], f"the picture {name!r} was not taken"
+        check_screenshot(shots[name]["png"])

@@ -1,9 +1,16 @@
 """Chapter 4: what the training notebook leaves in its store."""
 
 import itertools
+import json
+import os
+import urllib.parse
+from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from mlops_course.screenshots import chromium_path, screenshots
+from mlops_course.testing import check_screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +46,9 @@ def test_sweep_is_one_parent_with_nine_children_one_value_per_metric(executed):
     assert "mlflow.parentRunId" not in parent.data.tags
     best = min(children, key=lambda c: c.data.metrics["rmse"])
     assert parent.data.metrics["best_rmse"] == best.data.metrics["rmse"]
-    assert parent.data.tags["best_run"] == best.info.run_name == "alpha=0.25 l1_ratio=0.25"
+    assert (
+        parent.data.tags["best_run"] == best.info.run_name == "alpha=0.25 l1_ratio=0.25"
+    )
 
 
 def test_every_pass_makes_its_own_sweep(executed):
@@ -58,7 +67,9 @@ def test_defaults_apply_and_the_script_lands_in_the_same_experiment(executed):
     client = result.client()
     runs = result.first_runs(TRAINING)
     defaults, script = client.get_run(runs["defaults"]), client.get_run(runs["train.py"])
-    assert defaults.data.params == script.data.params == {"alpha": "0.5", "l1_ratio": "0.5"}
+    assert (
+        defaults.data.params == script.data.params == {"alpha": "0.5", "l1_ratio": "0.5"}
+    )
     assert defaults.data.metrics == pytest.approx(script.data.metrics, abs=1e-12)
     assert script.data.tags["mlflow.source.name"].endswith("train.py")
     assert len(script.outputs.model_outputs) == 1, "train.py logs its model"
@@ -67,12 +78,26 @@ def test_defaults_apply_and_the_script_lands_in_the_same_experiment(executed):
 
 def test_autolog_run_has_every_parameter_training_metrics_and_one_model(executed):
     result = executed(NOTEBOOK)
-    run = result.client().get_run(result.first_runs(TRAINING)["autolog"])
+    client = result.client()
+    runs = result.first_runs(TRAINING)
+    run = client.get_run(runs["autolog"])
     assert len(run.data.params) == 11
     assert run.data.params["random_state"] == "42"
     assert "training_root_mean_squared_error" in run.data.metrics
     assert run.data.tags["estimator_name"] == "ElasticNet"
     assert len(run.outputs.model_outputs) == 1
+
+
+def test_autolog_logged_the_test_rmse_and_a_skops_model(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    runs = result.first_runs(TRAINING)
+    run = client.get_run(runs["autolog"])
+    by_hand = client.get_run(runs["defaults"]).data.metrics["rmse"]
+    assert run.data.metrics["root_mean_squared_error_x_test"] == pytest.approx(by_hand)
+    model = client.get_logged_model(run.outputs.model_outputs[0].model_id)
+    folder = Path(model.artifact_location.removeprefix("file://"))
+    assert (folder / "model.skops").is_file() and not (folder / "model.pkl").exists()
 
 
 def test_speed_runs_hold_all_thousand_values_and_no_timings(executed):
@@ -85,14 +110,46 @@ def test_speed_runs_hold_all_thousand_values_and_no_timings(executed):
     assert len(client.get_metric_history(runs["async-everywhere"], "accuracy")) == 200
     experiment = client.get_experiment_by_name(SPEED)
     logged_keys = {
-        key for run in client.search_runs([experiment.experiment_id]) for key in run.data.metrics
+        key
+        for run in client.search_runs([experiment.experiment_id])
+        for key in run.data.metrics
     }
     assert logged_keys == {"loss", "accuracy"}, "timings stay out of MLflow's metrics"
 
 
 def test_sweep_table_exported_to_csv_in_the_working_folder(executed):
     result = executed(NOTEBOOK)
-    table = pd.read_csv(result.scratch_dir / "04_sweep_runs.csv")
+    table = pd.read_csv(result.scratch_dir / "04-training" / "sweep_runs.csv")
     assert len(table) == 9
     assert (table["metrics.rmse"] < 0.8).all()
     assert table["metrics.rmse"].is_monotonic_increasing
+
+
+def test_timings_are_described_from_the_machine_not_hard_coded(executed):
+    text = executed(NOTEBOOK).first_copy.read_text()
+    assert "build machine" not in text
+    assert f"{os.cpu_count()} CPU cores" in text
+
+
+def test_ui_pictures_show_the_filtered_sweep_and_the_compare_view(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    children = children_of(client, result.first_runs(TRAINING)["sweep"])
+    best = min(children, key=lambda c: c.data.metrics["rmse"])
+    worst_rmse = max(c.data.metrics["rmse"] for c in children)
+    expected = {
+        "filtered runs": best.info.run_name,
+        "compare view": f"{worst_rmse:.5f}",  # the top of the plot's rmse axis
+    }
+    shots = {s["screenshot"]: s for s in screenshots(result.first_copy)}
+    assert set(shots) == set(expected)
+    runs_url = urllib.parse.unquote(shots["filtered runs"]["url"])
+    assert "searchFilter=metrics.rmse < 0.8" in runs_url
+    compared = urllib.parse.parse_qs(shots["compare view"]["url"].split("?", 1)[1])
+    assert set(json.loads(compared["runs"][0])) == {c.info.run_id for c in children}
+    if chromium_path() is None and not os.environ.get("CI"):
+        pytest.skip("no Chromium here to take the pictures (CI has one)")
+    for name, text in expected.items():
+        assert shots[name]["waited_for"] == text, name
+        assert shots[name]["png"], f"the picture {name!r} was not taken"
+        check_screenshot(shots[name]["png"])
