@@ -67,7 +67,7 @@ def installed_versions(requirements: Path) -> str:
 RENDER_TAGS = {"remove-input", "remove-output", "remove-cell", "hide-input", "hide-output",
                "hide-cell", "full-width", "margin"}
 # Top-level folders that are never a notebook's shared input.
-NOT_SHARED = {"notebooks", "book", "src", "tests", "benchmarks"}
+NOT_SHARED = {"notebooks", "book", "src", "tests", "benchmarks", ".git", ".venv", ".ci"}
 MODULE_USE = re.compile(r"mlops_course\.(\w+)|from mlops_course import ([\w, ]+)")
 
 
@@ -82,8 +82,8 @@ def dependencies(notebook: Path, repo_dir: Path = REPO_DIR) -> list[Path]:
     and every file of a top-level folder its code names (e.g. conda_env/)."""
     code = "\n".join(code_cells(nbformat.read(notebook, as_version=4)))
     folders = [d for d in sorted(repo_dir.iterdir()) if d.is_dir()
-               and d.name not in NOT_SHARED and not d.name.startswith(".")
-               and re.search(rf"\b{re.escape(d.name)}\b", code)]
+               and d.name not in NOT_SHARED and not d.name.endswith("cache")
+               and re.search(rf"(?<![\w.]){re.escape(d.name)}(?![\w])", code)]
     found = [f for d in folders for f in sorted(d.rglob("*"))
              if f.is_file() and "__pycache__" not in f.parts]
     texts, modules = [code, *(f.read_text(errors="ignore") for f in found)], set()
