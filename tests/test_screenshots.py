@@ -64,7 +64,8 @@ def test_without_a_browser_the_page_says_which_picture_is_missing(monkeypatch, p
     screenshots.show(page_server.origin, "hello-run", "runs page")
     [(note, metadata)] = outputs
     assert "runs page" in note.data and "not taken" in note.data
-    assert page_server.origin in note.data
+    assert "http://127.0.0.1:5000/#" in note.data, "where the reader's own `mlflow ui` shows it"
+    assert page_server.origin not in note.data, "no build-time port"
     assert metadata["mlops_course"]["missing"]
 
 

@@ -9,6 +9,7 @@ import shlex
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nbformat
 from IPython.display import Image, Markdown, display
@@ -106,8 +107,9 @@ def show(url: str, wait_for: str, name: str, **options) -> None:
     try:
         png = capture(url, wait_for, **options)
     except BrowserMissing as error:
-        note = (f"*Screenshot “{name}” not taken: no Chromium on this machine ({error}). "
-                f"Open {url} in your browser to see this page.*")
+        route = url.split("#", 1)[1] if "#" in url else urlsplit(url).path
+        note = (f"*Screenshot “{name}” not taken: no Chromium on this machine. With "
+                f"`mlflow ui` running, open `http://127.0.0.1:5000/#{route}` to see it.*")
         display(Markdown(note), metadata={METADATA_KEY: {**info, "missing": str(error)}})
         return
     display(Image(data=png, width=SIZE[0] * 0.6), metadata={METADATA_KEY: info})

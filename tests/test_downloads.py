@@ -1,0 +1,120 @@
+"""What a reader takes home: the site's .ipynb downloads and the executed outputs."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from book_fixtures import BOOK, built_book, chapters  # noqa: F401
+from mlops_course.execute import REPO_DIR
+from mlops_course.servers import environment
+
+pytestmark = pytest.mark.slow
+LEARNER_RUNS = "08_registry"  # a quick chapter that needs no port and no repository
+
+
+def build_paths() -> dict[str, str]:
+    """Patterns of what only makes sense on the build machine -> what it is, for messages.
+
+    A path counts where it starts (not inside another path: "/mlflow/tmp/" in a container
+    is not the build's /tmp/).
+    """
+    start = r"(?<![\w.~-])"
+    temp = tempfile.gettempdir().rstrip("/\\")
+    paths = {
+        start + re.escape(str(REPO_DIR)): "the repository path",
+        start + re.escape(str(REPO_DIR.resolve())): "the repository path",
+        start + re.escape(str(Path.home())) + r"(?![\w.-])": "the home folder",
+        start + r"/tmp/": "a temporary path",
+        start + re.escape(temp) + r"[/\\]": "a temporary path",
+        re.escape(temp) + r"[/\\]mlops-course-": "the build's scratch folder",
+    }
+    return dict(paths.items())
+
+
+def build_paths_in(text: str) -> list[str]:
+    """The build paths text holds, with a little context around each."""
+    found = []
+    for pattern, what in build_paths().items():
+        match = re.search(pattern, text)
+        if match and not any(line.startswith(what) for line in found):
+            at = match.start()
+            found.append(f"{what}: ...{text[max(0, at - 60):match.end() + 40]!r}...")
+    return found
+
+
+def download(built_book: Path, chapter: str) -> Path:
+    """The .ipynb the chapter's page offers for download."""
+    page = (built_book / "notebooks" / f"{chapter}.html").read_text()
+    assert f'href="../_sources/notebooks/{chapter}.ipynb"' in page, (
+        f"{chapter}'s page offers no .ipynb download"
+    )
+    return built_book / "_sources" / "notebooks" / f"{chapter}.ipynb"
+
+
+def without_images(nb: nbformat.NotebookNode) -> str:
+    """The notebook's JSON with image data left out (base64 can spell anything)."""
+    copy = nbformat.from_dict(json.loads(nbformat.writes(nb)))
+    for cell in copy.cells:
+        for output in cell.get("outputs", []):
+            for mime in [m for m in output.get("data", {}) if m.startswith("image/")]:
+                output.data[mime] = ""
+    return nbformat.writes(copy)
+
+
+def test_downloaded_notebooks_carry_no_build_path_and_no_injected_cell(built_book):
+    problems = []
+    for chapter in chapters():
+        path = download(built_book, chapter)
+        nb = nbformat.read(path, as_version=4)
+        problems += [f"{chapter}: {p}" for p in build_paths_in(without_images(nb))]
+        if any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells):
+            problems.append(f"{chapter}: papermill's injected parameters cell")
+        if "papermill" in nb.metadata or any("papermill" in c.metadata for c in nb.cells):
+            problems.append(f"{chapter}: papermill metadata")
+    assert not problems, "\n".join(problems)
+
+
+def output_texts(nb: nbformat.NotebookNode):
+    """(cell number, text) for every text output of the executed notebook's code cells."""
+    for number, cell in enumerate(nb.cells, start=1):
+        for output in cell.get("outputs", []):
+            texts = [output.get("text", ""), *output.get("traceback", [])]
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/") or mime.endswith("json"):
+                    texts.append(value if isinstance(value, str) else json.dumps(value))
+            yield number, "\n".join(texts)
+
+
+def test_no_executed_output_shows_a_build_path(built_book):
+    problems = []
+    for executed in sorted((BOOK / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(executed, as_version=4)
+        for number, text in output_texts(nb):
+            problems += [f"{executed.stem}, cell {number}: {p}" for p in build_paths_in(text)]
+    assert not problems, "\n".join(problems)
+
+
+def test_a_downloaded_notebook_runs_as_a_learner_runs_it(built_book, tmp_path):
+    folder = tmp_path / "learner"  # the learner's own folder, with nothing else in it
+    folder.mkdir()
+    notebook = folder / f"{LEARNER_RUNS}.ipynb"
+    notebook.write_bytes(download(built_book, LEARNER_RUNS).read_bytes())
+    env = environment()  # as in the activated course environment
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_COURSE_EXECUTE"):
+        env.pop(variable, None)
+    run = subprocess.run(
+        [sys.executable, "-m", "jupyter", "execute", "--kernel_name=python3",
+         "--output=ran", notebook.name],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert (folder / "mlflow.db").is_file(), "the notebook's store should be in its folder"
+    assert (folder / "ran.ipynb").is_file()
+    assert os.path.getsize(folder / "mlflow.db") > 0
