@@ -1,0 +1,235 @@
+"""Throw-away services for the team server chapter: PostgreSQL and an S3 API on 127.0.0.1.
+
+PostgreSQL runs from its own programs (Debian's package, or any on PATH) in a temporary
+data folder on a free port; as root it runs as an unprivileged user, since it refuses to
+run as root. The S3 API is moto's server, with the bucket created.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import psycopg
+
+from mlops_course import servers
+
+POSTGRES_PROGRAMS = ("initdb", "postgres")
+DEBIAN_POSTGRES = "/usr/lib/postgresql/*/bin"  # Debian's postgresql-<version> package
+
+
+def postgres_bin() -> Path | None:
+    """The folder with PostgreSQL's server programs: PATH first, then Debian's newest version."""
+    found = [shutil.which(name) for name in POSTGRES_PROGRAMS]
+    if all(found):
+        return Path(found[0]).parent
+
+    def version(folder: str) -> int:
+        return int(re.search(r"/(\d+)/bin$", folder).group(1))
+
+    for folder in sorted(glob.glob(DEBIAN_POSTGRES), key=version, reverse=True):
+        if all(Path(folder, name).is_file() for name in POSTGRES_PROGRAMS):
+            return Path(folder)
+    return None
+
+
+def _unprivileged_user() -> str | None:
+    """None when not root; as root, Debian's `postgres` user if it exists, else `nobody`."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError("Running as root with no `postgres` or `nobody` user to run PostgreSQL.")
+
+
+class Postgres:
+    """A PostgreSQL server in a temporary data folder on a free port of 127.0.0.1.
+
+    The superuser is `postgres`, with a random password that is never printed.
+    """
+
+    def __init__(self, port: int | None = None):
+        bin_dir = postgres_bin()
+        if bin_dir is None:
+            raise servers.ServerError(
+                "PostgreSQL is not installed: no initdb/postgres on PATH or in "
+                f"{DEBIAN_POSTGRES}. Install it (Debian: apt-get install postgresql) or "
+                "point the chapter at your own stack (team_server_uri)."
+            )
+        self.bin_dir, self.port = bin_dir, port or servers.free_port()
+        self.user = _unprivileged_user()
+        self.folder = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+        self.data = self.folder / "data"
+        self.password = secrets.token_urlsafe(16)
+        self.server: servers.Server | None = None
+        self._initdb()
+        atexit.register(self.remove)
+
+    def _as_user(self, *command: str) -> list[str]:
+        """command, run as the unprivileged user when this process is root."""
+        if self.user is None:
+            return list(command)
+        return ["setpriv", f"--reuid={self.user}", f"--regid={pwd.getpwnam(self.user).pw_gid}",
+                "--init-groups", *command]
+
+    def _initdb(self) -> None:
+        password_file = self.folder / "password"
+        password_file.write_text(self.password)
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.folder, entry.pw_uid, entry.pw_gid)
+            os.chown(password_file, entry.pw_uid, entry.pw_gid)
+        command = self._as_user(
+            str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres",
+            "--auth=scram-sha-256", f"--pwfile={password_file}", "--encoding=UTF8",
+            "--locale=C", "--no-sync",
+        )
+        result = subprocess.run(command, capture_output=True, text=True)
+        password_file.unlink()
+        if result.returncode != 0:
+            raise servers.ServerError(f"initdb failed:\n{result.stdout}{result.stderr}")
+
+    def start(self, timeout: float = 60) -> Postgres:
+        """Start the server (again) and return once it accepts connections."""
+        command = " ".join(self._as_user(
+            str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+            "-h", "127.0.0.1", "-k", str(self.folder), "-c", "fsync=off",
+        ))
+        if servers.port_in_use(self.port):
+            raise servers.ServerError(f"Port {self.port} is already in use on 127.0.0.1.")
+        log_path = self.folder / "postgres.log"
+        with open(log_path, "a") as log:
+            process = subprocess.Popen(command.split(), stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        self.server = servers.Server(command, f"postgresql://127.0.0.1:{self.port}",
+                                     log_path, process)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.connect().close()
+                return self
+            except psycopg.OperationalError:
+                if not self.server.running() or time.monotonic() > deadline:
+                    self.stop()
+                    raise servers.ServerError(
+                        f"PostgreSQL did not start. Its log:\n{log_path.read_text()[-2000:]}"
+                    ) from None
+                time.sleep(0.2)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Fast shutdown: end the sessions, write a checkpoint, stop every process."""
+        if self.server is None:
+            return
+        if self.server.running():
+            self.server.process.send_signal(signal.SIGINT)  # the postmaster's fast shutdown
+            try:
+                self.server.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.server.stop()
+        self.server = None
+
+    def remove(self) -> None:
+        """Stop the server and delete its data folder."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def processes(self) -> list:
+        """The server's processes that are still running."""
+        return self.server.processes() if self.server else []
+
+    def url(self, user: str = "postgres", password: str | None = None,
+            database: str = "postgres", driver: str = "postgresql+psycopg") -> str:
+        """A SQLAlchemy URL (driver postgresql+psycopg) or, with driver="postgresql", a libpq one."""
+        password = self.password if password is None else password
+        return f"{driver}://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, **options) -> psycopg.Connection:
+        """A psycopg connection (autocommit) as the superuser, or as options say."""
+        return psycopg.connect(self.url(driver="postgresql", **options), autocommit=True,
+                               connect_timeout=5)
+
+
+def start_s3(port: int | None = None, bucket: str = "mlflow") -> servers.Server:
+    """moto's S3 server on a free port of 127.0.0.1, with bucket created."""
+    port = port or servers.free_port()
+    server = servers.start(f"moto_server -H 127.0.0.1 -p {port}",
+                           f"http://127.0.0.1:{port}/moto-api/", status=None)
+    s3_client(server.origin).create_bucket(Bucket=bucket)
+    return server
+
+
+def s3_client(endpoint_url: str, key_id: str = "team-server", secret: str = "not-checked"):
+    """A boto3 S3 client for endpoint_url (moto accepts any key)."""
+    return boto3.client("s3", endpoint_url=endpoint_url, aws_access_key_id=key_id,
+                        aws_secret_access_key=secret, region_name="us-east-1")
+
+
+def bucket_keys(endpoint_url: str, bucket: str = "mlflow", **keys: str) -> list[str]:
+    """Every object key in bucket."""
+    pages = s3_client(endpoint_url, **keys).get_paginator("list_objects_v2").paginate(
+        Bucket=bucket)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def start_link(target: str, port: int | None = None) -> servers.Server:
+    """A TCP relay from a free port of 127.0.0.1 to target (an S3 server's origin).
+
+    It plays the network link to the service: stopping it makes the service unreachable
+    without touching the service or its data; starting it on the same port restores it.
+    """
+    port = port or servers.free_port()
+    target_port = urlsplit(target).port
+    command = f"python -m mlops_course.services link {port} {target_port}"
+    return servers.start(command, f"http://127.0.0.1:{port}/moto-api/", status=None)
+
+
+async def _relay(port: int, target_port: int) -> None:
+    import asyncio
+
+    async def pipe(reader, writer) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader, writer) -> None:
+        try:
+            target_reader, target_writer = await asyncio.open_connection("127.0.0.1",
+                                                                         target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, target_writer), pipe(target_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    import asyncio
+    import sys
+
+    if sys.argv[1:2] == ["link"]:
+        asyncio.run(_relay(int(sys.argv[2]), int(sys.argv[3])))

@@ -1,0 +1,380 @@
+"""Chapter 9: the compose stack (static checks) and the notebook on a real PostgreSQL + S3 stack.
+
+The notebook runs twice on its own stack (the `executed` fixture, as the book builds it),
+and twice against a stack this module starts, which the tests then inspect from outside:
+rows in PostgreSQL, objects in the bucket, refusals, migrated runs, and a load of 8 clients.
+"""
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+import requests
+import yaml
+from mlflow import MlflowClient
+from mlflow.server import get_app_client
+
+from mlops_course import servers, services
+from mlops_course.execute import REPO_DIR, execute_notebook
+from mlops_course.screenshots import chromium_path, screenshots
+from mlops_course.testing import check_screenshot, notebook_path
+
+NOTEBOOK = "09_team_server"
+STACK_DIR = REPO_DIR / "team_server"
+COMPOSE = yaml.safe_load((STACK_DIR / "docker-compose.yml").read_text())
+SCREENSHOTS = ["team-experiment", "team-model"]
+# Command-line marks of every process the chapter starts (nothing else here uses them).
+MARKS = ("moto_server", "mlops_course.services link", "mlops-pg-", "--app-name basic-auth")
+
+
+def requirement_pins() -> dict[str, str]:
+    """name -> version of each `name==version` line of requirements.txt (lowercase names)."""
+    found = re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)",
+                       (REPO_DIR / "requirements.txt").read_text(), flags=re.M)
+    return {name.lower(): version for name, version in found}
+
+
+def need_postgres() -> None:
+    """Skip (or, in CI, fail) when PostgreSQL's server programs are missing."""
+    if services.postgres_bin() is None:
+        message = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; .ci/run must install it")
+        pytest.skip(message)
+
+
+def chapter_processes() -> list[str]:
+    """Command lines of running processes that the chapter's stack starts."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if any(mark in line for mark in MARKS) and "pytest" not in line:
+            found.append(line[:200])
+    return found
+
+
+# ---------------------------------------------------------------- the compose stack
+
+
+def test_compose_file_matches_the_compose_spec():
+    check = subprocess.run(
+        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+         "vendor.compose-spec", str(STACK_DIR / "docker-compose.yml")],
+        capture_output=True, text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_compose_images_are_pinned_and_services_have_health_checks():
+    services_ = COMPOSE["services"]
+    assert {"postgres", "minio", "create-bucket", "mlflow"} <= set(services_)
+    for name, service in services_.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
+    for name in ("postgres", "minio", "mlflow"):
+        assert services_[name]["healthcheck"]["test"], f"{name} needs a health check"
+    dockerfile = (STACK_DIR / "Dockerfile").read_text()
+    pins = requirement_pins()
+    assert f"ghcr.io/mlflow/mlflow:v{pins['mlflow']}" in dockerfile
+    for package in ("psycopg", "boto3", "flask-wtf"):
+        assert re.search(rf"{package}(\[binary\])?=={re.escape(pins[package])}", dockerfile,
+                         flags=re.I), f"the image pins {package} as requirements.txt does"
+
+
+def test_compose_data_lives_on_named_volumes():
+    named = set(COMPOSE["volumes"])
+    mounts = {name: [v.split(":")[0] for v in s.get("volumes", [])]
+              for name, s in COMPOSE["services"].items()}
+    assert "pgdata" in mounts["postgres"] and "miniodata" in mounts["minio"]
+    assert "authdata" in mounts["mlflow"]
+    used = {m for ms in mounts.values() for m in ms if not m.startswith(".")}
+    assert used <= named, "every volume that is not a bind mount is declared"
+
+
+def test_compose_creates_the_bucket_before_the_server_starts():
+    bucket = COMPOSE["services"]["create-bucket"]
+    assert "mc mb --ignore-existing team/mlflow" in " ".join(bucket["command"])
+    depends = COMPOSE["services"]["mlflow"]["depends_on"]
+    assert depends["create-bucket"]["condition"] == "service_completed_successfully"
+    assert depends["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_server_is_proxied_authenticated_and_holds_the_secrets():
+    mlflow = COMPOSE["services"]["mlflow"]
+    command = " ".join(mlflow["command"])
+    for option in ("--app-name=basic-auth", "--artifacts-destination=s3://mlflow/",
+                   "--allowed-hosts="):
+        assert option in command
+    env = mlflow["environment"]
+    assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://")
+    assert mlflow["ports"] == ["127.0.0.1:5000:5000"], "published on this machine only"
+
+
+def test_no_real_secret_is_committed():
+    for name, service in COMPOSE["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search("PASSWORD|SECRET|KEY", key) and key != "AWS_ACCESS_KEY_ID":
+                assert str(value).startswith("${"), f"{name}.{key} must come from .env"
+    example = dict(line.split("=", 1) for line in (STACK_DIR / ".env.example").read_text()
+                   .splitlines() if line and not line.startswith("#"))
+    assert {k for k, v in example.items() if "PASSWORD" in k or "SECRET" in k} and all(
+        v.startswith("change-me") for k, v in example.items() if "PASSWORD" in k or "SECRET" in k)
+    assert ".env" in (STACK_DIR / ".gitignore").read_text().split()
+    assert not (STACK_DIR / ".env").exists() or ".env" in subprocess.run(
+        ["git", "check-ignore", ".env"], cwd=STACK_DIR, capture_output=True, text=True).stdout
+
+
+# ---------------------------------------------------------------- the notebook's own stack
+
+
+@pytest.mark.slow
+def test_own_stack_runs_twice_and_stops_every_process(executed):
+    need_postgres()
+    result = executed(NOTEBOOK)
+    assert not chapter_processes(), "the notebook must stop all it started"
+    laptop = [(name, metrics) for exp, name, metrics in result.first_pass.values()
+              if exp == "09-laptop"]
+    assert sorted(n for n, _ in laptop) == ["laptop-alpha-0.2", "laptop-alpha-0.8"]
+    second = [(name, metrics) for exp, name, metrics in result.second_pass.values()
+              if exp == "09-laptop"]
+    assert sorted(second) == sorted(laptop), "same metrics on the second run"
+
+
+def outputs(path: Path) -> str:
+    """All text an executed notebook shows."""
+    texts = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            texts.append(output.get("text", ""))
+            texts.append(output.get("data", {}).get("text/plain", ""))
+    return "\n".join(texts)
+
+
+@pytest.mark.slow
+def test_own_stack_shows_refusals_failures_and_no_secret(executed):
+    need_postgres()
+    result = executed(NOTEBOOK)
+    for copy in (result.first_copy, result.first_copy.with_name(
+            result.first_copy.name.replace("pass1", "pass2"))):
+        shown = outputs(copy)
+        assert "no credentials: 401 Unauthorized" in shown
+        assert "wrong password: 401 Unauthorized" in shown
+        assert "bob reads alice's sandbox: 403 PERMISSION_DENIED" in shown
+        assert "mlflow.elsewhere.example -> 403 Invalid Host header" in shown
+        assert "storage settings in this client's environment: none" in shown
+        assert "the run's history afterwards: [(0, 0.9), (2, 0.3)]" in shown
+        assert "already in use" in shown
+        assert "://mlflow:" not in shown and "PASSWORD=" not in shown, "a secret leaked"
+        assert "/tmp/" not in shown, "no build paths in the outputs"
+        assert "Warning" not in shown, "no warnings in the outputs"
+
+
+@pytest.mark.slow
+def test_own_stack_screenshots(executed):
+    need_postgres()
+    if chromium_path() is None and not os.environ.get("CI"):
+        pytest.skip("no Chromium on this machine")
+    shots = {s["screenshot"]: s for s in screenshots(executed(NOTEBOOK).first_copy)}
+    for name in SCREENSHOTS:
+        assert shots[name]["png"], f"{name} not taken"
+        check_screenshot(shots[name]["png"])
+
+
+# ---------------------------------------------------------------- a stack the tests start
+
+
+class Stack:
+    """PostgreSQL + moto + `mlflow server --app-name basic-auth`, as an operator runs them."""
+
+    def __init__(self, folder: Path):
+        self.database = services.Postgres().start()
+        self.db_password = secrets.token_urlsafe(16)
+        with self.database.connect() as c:
+            c.execute(f"CREATE ROLE mlflow LOGIN PASSWORD '{self.db_password}'")
+            c.execute("CREATE DATABASE mlflow OWNER mlflow")
+        self.s3 = services.start_s3()
+        self.admin_password = secrets.token_urlsafe(16)
+        settings = folder / "basic_auth.ini"
+        settings.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+                            f"database_uri = sqlite:///{folder / 'auth.db'}\nadmin_username = admin\n")
+        env = servers.environment(
+            MLFLOW_BACKEND_STORE_URI=self.database.url("mlflow", self.db_password, "mlflow"),
+            MLFLOW_S3_ENDPOINT_URL=self.s3.origin, AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test", MLFLOW_AUTH_CONFIG_PATH=str(settings),
+            MLFLOW_AUTH_ADMIN_PASSWORD=self.admin_password,
+            MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        port = servers.free_port()
+        self.server = servers.start(
+            f"mlflow server --app-name basic-auth --host 127.0.0.1 --port {port} "
+            "--artifacts-destination s3://mlflow/artifacts --workers 2",
+            f"http://127.0.0.1:{port}/health", env=env, timeout=300,
+            log_path=folder / "mlflow-server.log")
+        self.uri = self.server.origin
+
+    def sql(self, query: str, *args) -> list[tuple]:
+        """Rows of query in the server's database, as the role mlflow."""
+        with self.database.connect(user="mlflow", password=self.db_password,
+                                   database="mlflow") as c:
+            return c.execute(query, args).fetchall()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.s3.stop()
+        self.database.remove()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    need_postgres()
+    folder = tmp_path_factory.mktemp("team-stack")
+    stack = Stack(folder)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=stack.admin_password)
+    try:
+        # The chapter with team_server_uri set, as a learner points it at a compose stack.
+        nb = nbformat.read(notebook_path(NOTEBOOK), as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        cell.source = re.sub(r"^team_server_uri = None", f'team_server_uri = "{stack.uri}"',
+                             cell.source, flags=re.M)
+        source = folder / "notebooks" / f"{NOTEBOOK}.ipynb"
+        source.parent.mkdir()
+        nbformat.write(nb, source)
+        for attempt in (1, 2):
+            execute_notebook(source, folder / f"pass{attempt}.ipynb", scratch_dir=folder / "laptop")
+        stack.laptop_uri = f"sqlite:///{folder / 'laptop' / 'mlflow.db'}"
+        stack.folder = folder
+        yield stack
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.update({key: value})
+        stack.stop()
+        left = stack.server.processes() + stack.s3.processes() + stack.database.processes()
+        assert not left, "every process the tests started is stopped"
+
+
+@pytest.mark.slow
+def test_database_holds_both_passes_with_identical_metrics(stack):
+    rows = stack.sql("SELECT r.name, m.value FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid"
+                     " WHERE m.key = 'rmse' AND r.name IN ('alice-baseline', 'bob-less-regularised')"
+                     " ORDER BY r.name, r.start_time")
+    by_name: dict[str, list[float]] = {}
+    for name, value in rows:
+        by_name.setdefault(name, []).append(value)
+    assert set(by_name) == {"alice-baseline", "bob-less-regularised"}
+    for name, values in by_name.items():
+        assert len(values) == 2 and values[0] == values[1], f"{name}: {values}"
+    versions = stack.sql("SELECT v.version FROM model_versions v WHERE v.name = '09-wine-quality'")
+    assert len(versions) == 2, "one version per pass"
+    alias = stack.sql("SELECT version FROM registered_model_aliases "
+                      "WHERE name = '09-wine-quality' AND alias = 'champion'")
+    assert alias == [(max(v for (v,) in versions),)], "the second pass's version is champion"
+
+
+@pytest.mark.slow
+def test_bucket_holds_every_runs_artifacts(stack):
+    keys = services.bucket_keys(stack.s3.origin)
+    runs = stack.sql("SELECT run_uuid, experiment_id FROM runs "
+                     "WHERE name IN ('alice-baseline', 'bob-less-regularised')")
+    assert len(runs) == 4
+    for run_id, experiment_id in runs:
+        assert f"artifacts/{experiment_id}/{run_id}/artifacts/scores.json" in keys
+    assert sum(k.endswith("/MLmodel") for k in keys) == 4, "four logged models"
+
+
+@pytest.mark.slow
+def test_refusals_401_401_403(stack):
+    api = f"{stack.uri}/api/2.0/mlflow/experiments/get-by-name"
+    params = {"experiment_name": "09-team"}
+    assert requests.get(api, params=params).status_code == 401
+    assert requests.get(api, params=params, auth=("admin", "wrong")).status_code == 401
+    auth = get_app_client("basic-auth", tracking_uri=stack.uri)
+    password = secrets.token_urlsafe(16)
+    auth.create_user("dave", password)
+    assert requests.get(api, params=params, auth=("dave", password)).status_code == 403
+    assert requests.get(api, params=params, auth=("admin", stack.admin_password)).ok
+
+
+@pytest.mark.slow
+def test_no_password_appears_in_the_outputs(stack):
+    for attempt in (1, 2):
+        shown = outputs(stack.folder / f"pass{attempt}.ipynb")
+        assert "users: alice, bob" in shown, "the chapter ran against the test's stack"
+        for secret in (stack.admin_password, stack.db_password):
+            assert secret not in shown
+
+
+@pytest.mark.slow
+def test_migrated_runs_equal_their_laptop_originals(stack):
+    laptop = MlflowClient(tracking_uri=stack.laptop_uri)
+    team = MlflowClient(tracking_uri=stack.uri)
+    experiment = team.get_experiment_by_name("09-team").experiment_id
+    copies = team.search_runs([experiment], "tags.laptop_run_id != ''")
+    assert len(copies) == 4, "two laptop runs copied in each pass"
+    for copy in copies:
+        original = laptop.get_run(copy.data.tags["laptop_run_id"])
+        assert copy.info.run_name == original.info.run_name
+        assert copy.data.params == original.data.params
+        for key in original.data.metrics:
+            history = [(m.step, m.value) for m in laptop.get_metric_history(original.info.run_id, key)]
+            assert [(m.step, m.value) for m in team.get_metric_history(copy.info.run_id, key)] == history
+        files = [f.path for f in team.list_artifacts(copy.info.run_id)]
+        assert files == ["coefficients.json"]
+        assert (mlflow_text(team, copy.info.run_id) == mlflow_text(laptop, original.info.run_id))
+
+
+def mlflow_text(client: MlflowClient, run_id: str) -> str:
+    """coefficients.json of a run, downloaded through client."""
+    folder = Path(client.download_artifacts(run_id, "coefficients.json"))
+    return folder.read_text()
+
+
+LOAD_CLIENT = """
+import sys, time, mlflow
+from mlflow.entities import Metric
+mlflow.set_experiment("09-load")
+with mlflow.start_run(run_name=f"client-{sys.argv[1]}") as run:
+    now = int(time.time() * 1000)
+    values = [Metric("value", float(step), now, step) for step in range(200)]
+    for start in range(0, 200, 20):
+        mlflow.MlflowClient().log_batch(run.info.run_id, metrics=values[start:start + 20])
+    mlflow.log_text(f"client {sys.argv[1]}", "note.txt")
+"""
+CLIENTS = 8
+
+
+@pytest.mark.slow
+def test_eight_clients_log_concurrently_and_nothing_is_lost(stack):
+    auth = get_app_client("basic-auth", tracking_uri=stack.uri)
+    password = secrets.token_urlsafe(16)
+    auth.create_user("loader", password)
+    team = MlflowClient(tracking_uri=stack.uri)
+    experiment = team.create_experiment("09-load")
+    auth.grant_user_permission("loader", "experiment", experiment, "EDIT")
+    env = servers.environment(MLFLOW_TRACKING_URI=stack.uri, MLFLOW_TRACKING_USERNAME="loader",
+                              MLFLOW_TRACKING_PASSWORD=password)
+    env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    started = time.perf_counter()
+    clients = [subprocess.Popen([sys.executable, "-c", LOAD_CLIENT, str(n)], env=env,
+                                stderr=subprocess.PIPE, text=True) for n in range(CLIENTS)]
+    for client in clients:
+        _, errors = client.communicate(timeout=600)
+        assert client.returncode == 0, errors[-2000:]
+    seconds = time.perf_counter() - started
+    runs = team.search_runs([experiment])
+    assert sorted(r.info.run_name for r in runs) == [f"client-{n}" for n in range(CLIENTS)]
+    for run in runs:
+        history = team.get_metric_history(run.info.run_id, "value")
+        assert sorted((m.step, m.value) for m in history) == [(s, float(s)) for s in range(200)]
+        note = Path(team.download_artifacts(run.info.run_id, "note.txt")).read_text()
+        assert note == run.info.run_name.replace("-", " ")
+    print(f"\n{CLIENTS} clients, {CLIENTS * 200} values and {CLIENTS} artifacts in "
+          f"{seconds:.1f} s: {CLIENTS * 200 / seconds:.0f} values/s "
+          f"({os.cpu_count()} cores, server with 2 workers)")
