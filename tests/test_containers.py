@@ -1,0 +1,239 @@
+"""Chapter 10: the container files are safe and valid, and the chapter proves their commands."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+import yaml
+
+from mlops_course.execute import REPO_DIR
+
+CONTAINERS = REPO_DIR / "containers"
+DOCKERFILES = sorted(p for p in CONTAINERS.rglob("Dockerfile*") if p.suffix != ".dockerignore")
+# Every Dockerfile of the repository (generated folders left out), for hadolint.
+SKIP = {".venv", ".git", "_build", "notebooks", "node_modules"}
+ALL_DOCKERFILES = sorted(
+    p for p in REPO_DIR.rglob("Dockerfile*")
+    if p.is_file() and p.suffix != ".dockerignore"
+    and not SKIP & set(p.relative_to(REPO_DIR).parts)
+)
+DEVCONTAINER = REPO_DIR / ".devcontainer" / "devcontainer.json"
+DOCKER_PROJECT = CONTAINERS / "docker_project"
+COMPOSE = REPO_DIR / "team_server" / "docker-compose.yml"
+EXPERIMENT = "10-containers"
+# An exact release of the course's Python, optionally with the digest of its content.
+PINNED_BASE = re.compile(r"python:(\d+\.\d+)\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?")
+LITERAL_PASSWORD = re.compile(r"(?i)passw(or)?d\w*\s*[:=]\s*(?![\s$]|\{)\S")
+
+
+def tool(name: str) -> str:
+    """A test tool from this environment (requirements-dev.txt)."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found, f"{name} is missing: pip install -r requirements-dev.txt"
+    return found
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each instruction, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    lines = [line.strip() for line in joined.splitlines()]
+    return [tuple(line.split(maxsplit=1)) for line in lines if line and line[0] != "#"]
+
+
+def container_files() -> list[Path]:
+    """Every file that builds or runs a container in the repository."""
+    files = [p for p in CONTAINERS.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files += [DEVCONTAINER, REPO_DIR / ".dockerignore"]
+    return files + ([COMPOSE] if COMPOSE.is_file() else [])
+
+
+def test_there_are_two_images():
+    assert [p.relative_to(CONTAINERS).as_posix() for p in DOCKERFILES] == [
+        "dev/Dockerfile", "docker_project/Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES,
+                         ids=lambda p: p.relative_to(REPO_DIR).as_posix())
+def test_dockerfile_passes_hadolint_without_any_finding(dockerfile):
+    lint = subprocess.run([tool("hadolint"), "--no-color", "-f", "json", str(dockerfile)],
+                          capture_output=True, text=True, timeout=60)
+    findings = json.loads(lint.stdout or "[]")
+    assert findings == [], f"hadolint: {findings}"
+    assert lint.returncode == 0, lint.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_image_is_pinned_runs_as_a_user_and_installs_the_course_pins(dockerfile):
+    steps = instructions(dockerfile)
+    bases = [args for name, args in steps if name == "FROM"]
+    assert len(bases) == 1
+    pinned = PINNED_BASE.fullmatch(bases[0])
+    assert pinned, f"pin an exact release (and, where you can look it up, the digest): {bases}"
+    python_env = yaml.safe_load((REPO_DIR / "conda_env/python_env.yaml").read_text())
+    assert pinned[1] == python_env["python"], "the course's Python version"
+    users = [args for name, args in steps if name == "USER"]
+    assert users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), "a numeric non-root USER"
+    assert ("RUN", "pip install --no-cache-dir -r requirements.txt") == next(
+        (n, a) for n, a in steps if n == "RUN" and "pip" in a)
+    assert ("COPY", "requirements.txt pyproject.toml ./") in steps
+
+
+def test_both_images_share_the_base_and_the_user():
+    first, second = ([a for n, a in instructions(p) if n in ("FROM", "USER")]
+                     for p in DOCKERFILES)
+    assert first == second
+
+
+def test_development_image_runs_jupyter_with_a_token_behind_a_published_port():
+    dockerfile = CONTAINERS / "dev" / "Dockerfile"
+    steps = dict(instructions(dockerfile))
+    command = json.loads(steps["CMD"])  # exec form: no shell between Docker and Jupyter
+    assert command[:2] == ["jupyter", "lab"] and "--no-browser" in command
+    assert command[command.index("--ip") + 1] == "0.0.0.0"
+    assert steps["EXPOSE"] == command[command.index("--port") + 1] == "8888"
+    text = dockerfile.read_text()
+    assert "-p 127.0.0.1:8888:8888" in text and "-e JUPYTER_TOKEN" in text
+    assert not re.search(r"(?i)(token|password)\s*=", " ".join(command))
+
+
+def test_jupyterlab_in_the_image_is_the_one_the_chapter_runs():
+    requirements = (REPO_DIR / "requirements.txt").read_text()
+    assert re.search(r"^jupyterlab==[\w.]+$", requirements, flags=re.M), "pinned once, there"
+
+
+def test_no_ssh_server_and_no_literal_password_in_any_container_file():
+    for path in container_files():
+        text = path.read_text()
+        for word in ("openssh-server", "sshd", "chpasswd"):
+            assert word not in text, f"{path.name}: {word}"
+        code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        code = re.sub(r"\$\{[^}]*\}", "${}", code)  # ${VARIABLE...}: a value from elsewhere
+        assert not LITERAL_PASSWORD.search(code), f"{path}: a literal password"
+
+
+def test_dockerignore_lets_in_only_what_the_images_copy():
+    lines = (REPO_DIR / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and line[0] != "#"]
+    assert patterns[0] == "*", "deny everything, then allow what the images need"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    for dockerfile in DOCKERFILES:
+        for name, args in instructions(dockerfile):
+            if name == "COPY":
+                sources = args.split()[:-1]
+                assert {s.rstrip("/") for s in sources} <= allowed, (dockerfile, sources)
+    assert not {".venv", "mlruns", "mlflow.db", ".git"} & allowed
+
+
+def test_devcontainer_json_builds_the_development_image():
+    config = json.loads(DEVCONTAINER.read_text())  # plain JSON: no comments
+    folder = DEVCONTAINER.parent
+    assert (folder / config["build"]["dockerfile"]).resolve() == CONTAINERS / "dev/Dockerfile"
+    assert (folder / config["build"]["context"]).resolve() == REPO_DIR
+    assert config["remoteUser"] == "course"
+    assert config["workspaceFolder"] in config["workspaceMount"]
+    assert "runArgs" not in config and "appPort" not in config, "no port on every interface"
+
+
+def test_docker_project_is_chapter_6s_project_in_a_container():
+    spec = yaml.safe_load((DOCKER_PROJECT / "MLproject").read_text())
+    chapter6 = yaml.safe_load((REPO_DIR / "conda_env/MLproject").read_text())
+    assert set(spec) == {"name", "docker_env", "entry_points"}
+    assert spec["entry_points"] == chapter6["entry_points"]
+    image = spec["docker_env"]["image"]
+    assert f"-t {image} ." in (DOCKER_PROJECT / "Dockerfile").read_text(), "how to build it"
+    assert f"-t {image} ." in (DOCKER_PROJECT / "MLproject").read_text()
+    # The image holds no code: MLflow 3 adds the project folder only with --build-image.
+    assert "--build-image" in (DOCKER_PROJECT / "MLproject").read_text()
+    for volume in spec["docker_env"]["volumes"]:
+        name, target = volume.split(":", 1)
+        assert re.fullmatch(r"[\w.-]+", name) and target.startswith("/"), "a named volume"
+    for variable in spec["docker_env"]["environment"]:
+        assert isinstance(variable, list) and len(variable) == 2, "[name, value] pairs"
+    assert (DOCKER_PROJECT / "train.py").read_text() == (REPO_DIR / "conda_env/train.py").read_text()
+
+
+def test_mlflow_accepts_the_docker_project():
+    from mlflow.projects._project_spec import load_project
+    from mlflow.projects.docker import validate_docker_env
+
+    project = load_project(str(DOCKER_PROJECT))
+    validate_docker_env(project)
+    assert project.docker_env["image"] == "wine-quality-train:3.17.2"
+    assert project.get_entry_point("main").compute_command({"alpha": "0.5"}, None) == \
+        "python train.py 0.5 0.1"
+
+
+@pytest.mark.skipif(not COMPOSE.is_file(), reason="team_server/docker-compose.yml not written")
+def test_compose_file_matches_the_compose_specification():
+    check = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
+                            str(COMPOSE)], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+# The chapter itself -------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_runs_twice_with_identical_metrics(executed):
+    result = executed("10_containers")
+
+    def logged(runs):
+        return sorted((exp, run, sorted(m.items())) for exp, run, m in runs.values())
+
+    assert logged(result.second_pass) == logged(result.first_pass)
+
+
+@pytest.mark.slow
+def test_the_docker_project_entry_command_finished_its_run(executed):
+    result = executed("10_containers")
+    client = result.client()
+    run = client.get_run(result.first_runs(EXPERIMENT)["docker-entry"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"alpha": "0.5", "l1_ratio": "0.1"}
+    assert {"rmse", "mae", "r2"} <= set(run.data.metrics)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    models = client.search_logged_models(experiment_ids=[experiment.experiment_id],
+                                         filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert len(models) == 1
+    assert client.get_experiment_by_name("path-trap") is None, "the trap used its own stores"
+
+
+@pytest.mark.slow
+def test_the_chapter_left_the_trap_and_the_server_stores(executed):
+    work = executed("10_containers").scratch_dir / "10-containers"
+    assert (work / "host-clone" / "mlflow.db").is_file()
+    assert not (work / "container-work").exists(), "moved away: the recorded path is gone"
+    assert (work / "server" / "mlflow.db").is_file() and (work / "server" / "artifacts").is_dir()
+    assert (work / "serving-image" / "Dockerfile").is_file()
+
+
+@pytest.mark.slow
+def test_no_jupyter_or_mlflow_process_outlives_the_chapter(executed):
+    scratch = executed("10_containers").scratch_dir
+    left = []
+    for process in psutil.process_iter(["cmdline", "cwd", "status"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        inside = process.info["cwd"] and Path(process.info["cwd"]).is_relative_to(scratch)
+        if ("jupyter" in command or "mlflow" in command) and (inside or str(scratch) in command):
+            left.append(f"{process.pid}: {command}")
+    assert left == []
+
+
+@pytest.mark.slow
+def test_outputs_hold_no_build_paths_and_no_token(executed):
+    result = executed("10_containers")
+    nb = nbformat.read(result.first_copy, as_version=4)
+    texts = [output.get("text", "") + json.dumps(output.get("data", {}))
+             for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
+    printed = "\n".join(texts)
+    for build_path in (str(result.scratch_dir.parent), str(REPO_DIR)):
+        assert build_path not in printed, f"a build path in the outputs: {build_path}"
+    assert not re.search(r"\b[0-9a-f]{48}\b", printed), "a token (48 hex digits) was printed"
+    assert "Traceback" not in printed
