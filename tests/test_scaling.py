@@ -1,0 +1,149 @@
+"""Chapter 11: Spark batch scoring and a parallel search, inspected from outside the notebook."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import psutil
+import pytest
+
+from mlops_course.data import ROWS
+from mlops_course.screenshots import chromium_path, screenshots
+from mlops_course.testing import TIMING_SUFFIXES, check_screenshot
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOK = "11_scaling"
+EXPERIMENT = "11-scaling"
+MODEL = "11-wine-quality"
+TRIALS = 8  # the notebook's default `trials`
+SIZES = [10_000, 100_000, 1_000_000]  # the notebook's default `sizes`
+
+
+def second_pass_run(result, run_name: str) -> str:
+    """The id of the second pass's run called run_name in the chapter's experiment."""
+    (run_id,) = [run_id for run_id, (exp, name, _) in result.second_pass.items()
+                 if exp == EXPERIMENT and name == run_name]
+    return run_id
+
+
+def searches(result) -> list[tuple[str, dict[str, str]]]:
+    """For each pass: the search's parent run id and its children (run name -> run id)."""
+    client = result.client()
+    found = []
+    for pass_runs in (result.first_pass, result.second_pass):
+        names = {run_id: name for run_id, (exp, name, _) in pass_runs.items()
+                 if exp == EXPERIMENT}
+        (parent_id,) = [run_id for run_id, name in names.items() if name == "search"]
+        children = {name: run_id for run_id, name in names.items()
+                    if client.get_run(run_id).data.tags.get("mlflow.parentRunId") == parent_id}
+        found.append((parent_id, children))
+    return found
+
+
+def test_each_pass_logs_its_runs_and_identical_metrics(executed):
+    result = executed(NOTEBOOK)
+    expected = {"wine-model", "scoring-benchmark", "search",
+                *(f"trial-{i:02d}" for i in range(TRIALS))}
+    for pass_runs in (result.first_pass, result.second_pass):
+        names = [name for exp, name, _ in pass_runs.values() if exp == EXPERIMENT]
+        assert sorted(names) == sorted(expected)
+
+    def logged(runs):
+        return sorted((exp, name, sorted(m.items())) for exp, name, m in runs.values())
+
+    assert logged(result.first_pass) == logged(result.second_pass), \
+        "seeded trials and the model should log the same non-timing metrics twice"
+
+
+def test_search_has_one_child_per_trial_under_one_parent(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    for parent_id, children in searches(result):
+        assert sorted(children) == [f"trial-{i:02d}" for i in range(TRIALS)]
+        parent = client.get_run(parent_id)
+        rmse = {name: client.get_run(run_id).data.metrics["rmse"]
+                for name, run_id in children.items()}
+        assert parent.data.metrics["best_rmse"] == min(rmse.values())
+        assert parent.data.tags["best_trial"] == min(rmse, key=rmse.get)
+        params = {client.get_run(run_id).data.params["alpha"] for run_id in children.values()}
+        assert len(params) == TRIALS, "each trial tries its own alpha"
+
+
+def test_challenger_is_the_best_trial_and_champion_the_wine_model(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    parent_id, children = searches(result)[1]
+    best_id = min(children.values(), key=lambda run_id: client.get_run(run_id).data.metrics["rmse"])
+    challenger = client.get_model_version_by_alias(MODEL, "challenger")
+    assert challenger.run_id == best_id
+    assert challenger.tags["search_run"] == parent_id
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.run_id == second_pass_run(result, "wine-model")
+    assert int(challenger.version) == int(champion.version) + 1
+
+
+def test_timing_metrics_carry_a_timing_suffix(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    runs = result.first_runs(EXPERIMENT)
+    benchmark = client.get_run(runs["scoring-benchmark"]).data.metrics
+    assert set(benchmark) == {f"{engine}_{rows}_rows_per_second"
+                              for engine in ("spark", "pandas") for rows in SIZES}
+    assert all(value > 0 for value in benchmark.values())
+    search = client.get_run(runs["search"]).data.metrics
+    assert {k for k in search if k.endswith(TIMING_SUFFIXES)} == \
+        {"search_seconds", "trials_total_seconds"}
+
+
+def test_spark_wrote_one_prediction_per_wine_and_deleted_the_benchmark_files(executed):
+    folder = executed(NOTEBOOK).scratch_dir / "11-scaling"
+    predictions = pd.read_parquet(folder / "predictions")
+    assert len(predictions) == ROWS
+    assert sorted(predictions["wine_id"]) == list(range(ROWS))
+    assert list(folder.glob("bench-*")) == [], "the large benchmark files are deleted"
+
+
+def test_fleet_of_registered_models(executed):
+    client = executed(NOTEBOOK).client()
+    names = {m.name for m in client.search_registered_models(max_results=1000)}
+    fleet = {n for n in names if n != MODEL}
+    assert len(fleet) == 36 and MODEL in names
+    quality = client.search_registered_models("tags.team = 'quality'")
+    assert len(quality) == 12
+
+
+def test_outputs_show_no_spark_noise_or_build_paths(executed):
+    result = executed(NOTEBOOK)
+    text = []
+    for cell in nbformat.read(result.first_copy, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            text.append(output.get("text", "") + str(output.get("data", {}).get("text/plain", "")))
+    shown = "\n".join(text)
+    for noise in ("log4j", "WARN ", "NativeCodeLoader", "FutureWarning", "Stage 0",
+                  str(result.scratch_dir), "/tmp/", "Traceback"):
+        assert noise not in shown, f"{noise!r} appears in the outputs"
+    assert "On this machine Spark" in shown, "the interpretation is printed from the numbers"
+
+
+def test_no_java_or_worker_process_survives(executed):
+    """Spark's JVM and Python workers and joblib's workers all run in the scratch folder."""
+    scratch = executed(NOTEBOOK).scratch_dir
+    left = []
+    for process in psutil.process_iter(["name", "cmdline", "cwd", "status"]):
+        info = process.info
+        if info["status"] == psutil.STATUS_ZOMBIE or not info["cwd"]:
+            continue
+        if Path(info["cwd"]).is_relative_to(scratch):
+            left.append(f"{process.pid}: {' '.join(info['cmdline'] or [])[:200]}")
+    assert left == [], f"still running: {left}"
+
+
+def test_screenshot_of_the_search_runs(executed):
+    shots = {s["screenshot"]: s for s in screenshots(executed(NOTEBOOK).first_copy)}
+    assert shots["search-runs"]["waited_for"] == "scoring-benchmark"
+    if shots["search-runs"]["png"] is None and chromium_path() is None and not os.environ.get("CI"):
+        pytest.skip("no Chromium on this machine, so the screenshot was not taken")
+    assert shots["search-runs"]["png"], "the screenshot was not taken"
+    check_screenshot(shots["search-runs"]["png"])
