@@ -1,0 +1,248 @@
+"""Chapter 12: the MLOps loop's store, its pipeline script, its CI workflow and its webhooks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from mlops_course.data import FEATURES, PATH_ENV_VAR, TARGET
+from mlops_course.execute import REPO_DIR
+from mlops_course.screenshots import chromium_path, screenshots
+from mlops_course.testing import check_screenshot
+
+NOTEBOOK = "12_mlops_loop"
+EXPERIMENT = "12-mlops-loop"
+PIPELINE_EXPERIMENT = "12-pipeline"
+MODEL = "12-wine-quality"
+RETRAIN = REPO_DIR / "pipeline" / "retrain.py"
+WORKFLOW = REPO_DIR / ".github" / "workflows" / "retrain.yml"
+SCREENSHOTS = ["12-registered-model"]
+# Training run -> the gate's verdict on the version it registered, in every pass.
+VERDICTS = {"weak-challenger": "rejected", "train-white-batch": "approved",
+            "train-red-train": "rejected"}
+
+
+def wine_files(folder: Path) -> dict[str, Path]:
+    """Red and white wine as the chapter writes them: semicolon-separated, course columns."""
+    red_file = Path(os.environ[PATH_ENV_VAR])
+    files = {}
+    for colour in ("red", "white"):
+        frame = pd.read_csv(red_file.with_name(f"winequality-{colour}.csv"), sep=";")
+        files[colour] = folder / f"{colour}.csv"
+        frame[FEATURES + [TARGET]].to_csv(files[colour], sep=";", index=False)
+    return files
+
+
+def retrain(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run pipeline/retrain.py from the command line."""
+    return subprocess.run([sys.executable, str(RETRAIN), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+# --- The workflow and the script, on their own ---------------------------------------------
+
+def test_retrain_workflow_matches_the_github_schema_and_runs_the_pipeline():
+    check = subprocess.run(
+        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+         "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True, text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    text = WORKFLOW.read_text()
+    assert "schedule:" in text and "workflow_dispatch:" in text
+    assert "python pipeline/retrain.py --data" in text
+    assert "secrets.MLFLOW_TRACKING_URI" in text, "the server comes from a secret"
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("missing-column", "column 'alcohol' is missing"),
+    ("not-a-number", "column 'pH', data row 3, is not a number: '3,3O'"),
+    ("gap", "column 'density', data row 2, is empty"),
+    ("no-file", "no-file.csv: no such file"),
+    ("empty", "not a semicolon-separated CSV file"),
+])
+def test_bad_input_stops_before_training_and_changes_nothing(tmp_path, breakage, message):
+    white = pd.read_csv(wine_files(tmp_path)["white"], sep=";")
+    bad = tmp_path / f"{breakage}.csv"
+    if breakage == "missing-column":
+        white.drop(columns="alcohol").to_csv(bad, sep=";", index=False)
+    elif breakage == "not-a-number":
+        white.astype({"pH": object}).assign(pH=lambda f: f["pH"].mask(f.index == 2, "3,3O")) \
+            .to_csv(bad, sep=";", index=False)
+    elif breakage == "gap":
+        white.astype({"density": object}).assign(
+            density=lambda f: f["density"].mask(f.index == 1, "")
+        ).to_csv(bad, sep=";", index=False)
+    elif breakage == "empty":
+        bad.write_text("")
+    store = tmp_path / "mlflow.db"
+    done = retrain("--data", bad, "--eval-data", tmp_path / "white.csv",
+                   "--tracking-uri", f"sqlite:///{store}", "--model-name", "m", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "stopped before training; nothing was changed" in done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not store.exists(), "the store must not even be opened"
+
+
+@pytest.mark.slow
+def test_pipeline_on_its_own_promotes_a_first_model_then_refuses_a_worse_one(tmp_path):
+    from mlflow import MlflowClient
+
+    files = wine_files(tmp_path)
+    white = pd.read_csv(files["white"], sep=";")
+    white.iloc[:3600].to_csv(tmp_path / "batch.csv", sep=";", index=False)
+    white.iloc[3600:].to_csv(tmp_path / "holdout.csv", sep=";", index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["--eval-data", "holdout.csv", "--tracking-uri", uri, "--model-name", "wine"]
+
+    first = retrain("--data", "batch.csv", *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "decision: promoted version 1" in first.stdout
+    second = retrain("--data", files["red"], *common, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "decision: rejected version 2; @champion stays version 1" in second.stdout
+    assert "root_mean_squared_error minimum relative change check failed" in second.stdout
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    aliases = client.get_registered_model("wine").aliases
+    assert {alias: str(v) for alias, v in aliases.items()} == {"champion": "1"}
+    assert [client.get_model_version("wine", v).tags["validation_status"]
+            for v in ("1", "2")] == ["approved", "rejected"]
+
+
+# --- The chapter, executed twice against one store -----------------------------------------
+
+def runs_named(result, experiment: str) -> list[dict[str, str]]:
+    """For each pass: run name -> run id of that pass's runs in experiment."""
+    return [{name: run_id for run_id, (exp, name, _) in runs.items() if exp == experiment}
+            for runs in (result.first_pass, result.second_pass)]
+
+
+def versions_by_run(result) -> dict[str, object]:
+    """Run id -> the first version of MODEL registered from the model that run logged.
+
+    (Exercise 1 registers the champion's model a second time, as a later version.)
+    """
+    client = result.client()
+    found = {}
+    for version in sorted(client.search_model_versions(f"name = '{MODEL}'"),
+                          key=lambda v: int(v.version)):
+        logged = client.get_logged_model(version.source.removeprefix("models:/"))
+        found.setdefault(logged.source_run_id, version)
+    return found
+
+
+@pytest.mark.slow
+def test_runs_twice_with_identical_metrics(executed):
+    result = executed(NOTEBOOK)
+
+    def logged(runs):
+        return sorted((exp, run, sorted(m.items())) for exp, run, m in runs.values())
+
+    assert logged(result.second_pass) == logged(result.first_pass)
+    names = {name for _, name, _ in result.first_pass.values()}
+    assert {"red-champion", "weak-challenger", "monitor-white", "train-white-batch",
+            "gate-white-batch", "train-red-train", "gate-red-train"} <= names
+
+
+@pytest.mark.slow
+def test_runs_record_their_datasets_and_system_metrics(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    for chapter, pipeline in zip(runs_named(result, EXPERIMENT),
+                                 runs_named(result, PIPELINE_EXPERIMENT)):
+        champion = client.get_run(chapter["red-champion"])
+        contexts = {entry.dataset.name: {t.key: t.value for t in entry.tags}
+                    ["mlflow.data.context"] for entry in champion.inputs.dataset_inputs}
+        assert contexts == {"red-train": "training", "red-test": "evaluation"}
+        assert any(k.startswith("system/cpu") for k in champion.data.metrics)
+        assert "system/system_memory_usage_megabytes" in champion.data.metrics
+        digests = {}
+        for name in ("red-champion", "train-red-train"):
+            run = client.get_run(chapter.get(name) or pipeline[name])
+            (training,) = [e.dataset for e in run.inputs.dataset_inputs if e.dataset.name
+                           == "red-train"]
+            digests[name] = training.digest
+        assert digests["red-champion"] == digests["train-red-train"], \
+            "one file, one digest, whether the notebook or the pipeline logged it"
+        white = client.get_run(pipeline["train-white-batch"])
+        assert [e.dataset.name for e in white.inputs.dataset_inputs] == ["white-batch"]
+
+
+@pytest.mark.slow
+def test_monitoring_run_records_drift_and_the_decision(executed):
+    result = executed(NOTEBOOK)
+    for runs in runs_named(result, EXPERIMENT):
+        monitor = result.client().get_run(runs["monitor-white"])
+        metrics = monitor.data.metrics
+        assert metrics["rmse_white"] > 1.1 * metrics["rmse_red_test"]
+        assert metrics["drift_ks/chlorides"] > 0.5 and metrics["drift_ks/alcohol"] < 0.1
+        assert metrics["drifted_features"] == 10
+        assert monitor.data.tags["decision"] == "retrain"
+
+
+@pytest.mark.slow
+def test_the_gate_decides_and_only_its_winners_hold_champion(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    versions = versions_by_run(result)
+    for chapter, pipeline in zip(runs_named(result, EXPERIMENT),
+                                 runs_named(result, PIPELINE_EXPERIMENT)):
+        runs = {**chapter, **pipeline}
+        for name, verdict in VERDICTS.items():
+            assert versions[runs[name]].tags["validation_status"] == verdict, name
+        for data, decision in (("white-batch", "promoted"), ("red-train", "rejected")):
+            gate = client.get_run(pipeline[f"gate-{data}"])
+            assert gate.data.tags["gate.decision"] == decision
+            children = client.search_runs(
+                [gate.info.experiment_id], f"tags.mlflow.parentRunId = '{gate.info.run_id}'")
+            assert {c.info.run_name for c in children} == {
+                f"evaluate-challenger-{data}", f"evaluate-champion-{data}"}
+    last_chapter = runs_named(result, EXPERIMENT)[1]
+    last_pipeline = runs_named(result, PIPELINE_EXPERIMENT)[1]
+    aliases = client.get_registered_model(MODEL).aliases
+    assert {alias: str(v) for alias, v in aliases.items()} == {
+        "champion": str(versions[last_pipeline["train-white-batch"]].version),
+        "previous-champion": str(versions[last_chapter["red-champion"]].version),
+    }, "after the last pass: the white-wine model, with the red one a rollback away"
+
+
+@pytest.mark.slow
+def test_the_receiver_got_signed_events_and_refused_a_forged_one(executed):
+    result = executed(NOTEBOOK)
+    lines = (result.scratch_dir / "12-mlops-loop" / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]  # the second pass's
+    assert [e for e in events if not e["signature_valid"]] == [
+        {"event": "model_version_alias.created", "data": {"alias": "champion"},
+         "signature_valid": False, "reaction": "refused"}
+    ]
+    signed = [e for e in events if e["signature_valid"]]
+    kinds = [e["event"] for e in signed]
+    # test_webhook's example, then champion, weak challenger, two pipeline runs, exercise 1
+    assert kinds.count("model_version.created") == 1 + 5
+    champions = [e["data"]["version"] for e in signed
+                 if e["data"].get("alias") == "champion"]
+    assert len(champions) == 2 and all(e["reaction"] != "refused" for e in signed)
+    assert not result.client().list_webhooks(), "the notebook deletes its webhook"
+
+
+@pytest.mark.slow
+def test_outputs_show_no_build_paths_and_the_screenshot(executed):
+    result = executed(NOTEBOOK)
+    nb = nbformat.read(result.first_copy, as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    for path in (str(result.scratch_dir), str(REPO_DIR), "/tmp/"):
+        assert path not in text, f"an output shows {path}"
+    assert "Traceback" not in text
+    if chromium_path() is None and not os.environ.get("CI"):
+        pytest.skip("no Chromium on this machine to take screenshots with")
+    shots = {s["screenshot"]: s for s in screenshots(result.first_copy)}
+    for name in SCREENSHOTS:
+        assert shots[name]["png"], f"screenshot {name} not taken"
+        check_screenshot(shots[name]["png"])
