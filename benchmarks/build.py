@@ -3,7 +3,7 @@
 A first cold build executes one notebook at a time: the sum of its per-notebook seconds is
 the notebooks' own execution time, the yardstick for the (parallel) cold build.
 
-Usage: python benchmarks/build.py [--notebook 03_tracking] [--shared conda_env/train.py]
+Usage: python benchmarks/build.py [--notebook 03_tracking] [--shared pipeline/retrain.py]
                                  [--json results.json]
 
 Works on a copy of the repository in a temporary folder, so the checkout is untouched.
@@ -63,8 +63,8 @@ def edit_notebook(path: Path, cell_type: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", default="03_tracking", help="the one to change")
-    parser.add_argument("--shared", default="conda_env/train.py",
-                        help="a shared file some chapters use, to change")
+    parser.add_argument("--shared", default="pipeline/retrain.py",
+                        help="a shared file one chapter uses, to change")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--no-serial", action="store_true",
                         help="skip the cold build one notebook at a time (the yardstick)")
