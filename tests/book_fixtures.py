@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+from mlops_course import sphinx_ext
 from mlops_course.execute import REPO_DIR
 
 BOOK = REPO_DIR / "book"
@@ -37,21 +37,7 @@ def built_book() -> Path:
 
 def toc_pages() -> list[str]:
     """Every page of the table of contents in book order, as in _toc.yml ("notebooks/03_x")."""
-    files: list[str] = []
-
-    def collect(node) -> None:
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if key in node:
-                    files.append(str(Path(node[key]).with_suffix("")))
-            for value in node.values():
-                collect(value)
-        elif isinstance(node, list):
-            for item in node:
-                collect(item)
-
-    collect(yaml.safe_load((BOOK / "_toc.yml").read_text()))
-    return files
+    return sphinx_ext.toc_pages(BOOK)
 
 
 def chapters() -> list[str]:

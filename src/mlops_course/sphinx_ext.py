@@ -45,13 +45,15 @@ def write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def toc_notebooks(book_dir: Path) -> list[Path]:
-    """The committed notebooks (in ../notebooks) that _toc.yml lists as notebooks/NAME."""
+def toc_pages(book_dir: Path) -> list[str]:
+    """Every page _toc.yml lists, in book order, without suffix ("intro", "notebooks/03_x")."""
     files: list[str] = []
 
     def collect(node) -> None:
         if isinstance(node, dict):
-            files.extend([node["file"]] if "file" in node else [])
+            for key in ("root", "file"):
+                if key in node:
+                    files.append(str(Path(node[key]).with_suffix("")))
             for value in node.values():
                 collect(value)
         elif isinstance(node, list):
@@ -59,8 +61,13 @@ def toc_notebooks(book_dir: Path) -> list[Path]:
                 collect(item)
 
     collect(yaml.safe_load((book_dir / "_toc.yml").read_text()))
-    names = [f.removeprefix("notebooks/") for f in files if f.startswith("notebooks/")]
-    return [book_dir.parent / "notebooks" / f"{Path(n).stem}.ipynb" for n in names]
+    return files
+
+
+def toc_notebooks(book_dir: Path) -> list[Path]:
+    """The committed notebooks (in ../notebooks) that _toc.yml lists as notebooks/NAME."""
+    names = [p.removeprefix("notebooks/") for p in toc_pages(book_dir) if p.startswith("notebooks/")]
+    return [book_dir.parent / "notebooks" / f"{name}.ipynb" for name in names]
 
 
 def execute_notebooks(app: Sphinx, config: Config) -> None:
