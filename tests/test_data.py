@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mlops_course.data import (
-    CACHE_ENV_VAR, PATH_ENV_VAR, ROWS, TARGET, WineDataError, cache_path, load_wine_quality,
+    CACHE_ENV_VAR, PATH_ENV_VAR, ROWS, ROWS_BY_COLOUR, TARGET, WineDataError, cache_path,
+    load_wine_quality,
 )
 
 
@@ -141,3 +142,30 @@ def test_damaged_cache_names_the_file_to_delete(real_csv, no_copy):
     with pytest.raises(WineDataError, match="Delete it") as error:
         load_wine_quality(url=closed_port_url())
     assert str(no_copy) in str(error.value)
+
+
+def test_white_wine_is_read_from_beside_the_red_file(real_csv):
+    white = load_wine_quality(colour="white")
+    assert white.shape == (ROWS_BY_COLOUR["white"], 12)
+    assert list(white.columns) == list(load_wine_quality().columns)
+
+
+def test_white_wine_missing_beside_the_red_file(real_csv, tmp_path, monkeypatch):
+    lonely = tmp_path / "winequality-red.csv"
+    shutil.copy(real_csv, lonely)
+    monkeypatch.setenv(PATH_ENV_VAR, str(lonely))
+    with pytest.raises(WineDataError, match="winequality-white.csv does not exist"):
+        load_wine_quality(colour="white")
+
+
+def test_white_wine_download_fills_its_own_cache(real_csv, no_copy, http_server):
+    root, base_url = http_server
+    shutil.copy(real_csv.with_name("winequality-white.csv"), root / "winequality-white.csv")
+    white = load_wine_quality(url=f"{base_url}/winequality-white.csv", colour="white")
+    assert white.shape == (ROWS_BY_COLOUR["white"], 12)
+    assert cache_path("white").is_file() and not no_copy.exists()
+
+
+def test_unknown_colour_is_refused():
+    with pytest.raises(ValueError, match="rosé"):
+        load_wine_quality(colour="rosé")

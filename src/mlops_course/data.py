@@ -1,4 +1,5 @@
-"""The course's one data set: UCI red wine quality, from a path, a cache or the web."""
+"""The course's data: UCI wine quality (red, and white for drift and scale), from a path, a
+cache or the web."""
 
 from __future__ import annotations
 
@@ -11,35 +12,40 @@ from pathlib import Path
 
 import pandas as pd
 
-DATA_URL = (
-    "https://archive.ics.uci.edu/ml/machine-learning-databases/"
-    "wine-quality/winequality-red.csv"
-)
-PATH_ENV_VAR = "WINE_QUALITY_CSV"
+BASE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/wine-quality/"
+DATA_URL = BASE_URL + "winequality-red.csv"
+PATH_ENV_VAR = "WINE_QUALITY_CSV"  # the red file; the white one is looked for beside it
 CACHE_ENV_VAR = "MLOPS_COURSE_CACHE"
-FILE_NAME = "winequality-red.csv"
 FEATURES = [
     "fixed acidity", "volatile acidity", "citric acid", "residual sugar",
     "chlorides", "free sulfur dioxide", "total sulfur dioxide", "density",
     "pH", "sulphates", "alcohol",
 ]
 TARGET = "quality"
-ROWS = 1599
+ROWS_BY_COLOUR = {"red": 1599, "white": 4898}
+ROWS = ROWS_BY_COLOUR["red"]
 
 
 class WineDataError(RuntimeError):
     """The wine data could not be found, downloaded or read."""
 
 
-def cache_path() -> Path:
+def file_name(colour: str = "red") -> str:
+    """The UCI file name of one colour: winequality-red.csv or winequality-white.csv."""
+    if colour not in ROWS_BY_COLOUR:
+        raise ValueError(f"colour must be one of {sorted(ROWS_BY_COLOUR)}, not {colour!r}")
+    return f"winequality-{colour}.csv"
+
+
+def cache_path(colour: str = "red") -> Path:
     """Where a downloaded copy is kept: $MLOPS_COURSE_CACHE, else the user cache folder."""
     folder = os.environ.get(CACHE_ENV_VAR) or Path(
         os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     ) / "mlops-course"
-    return Path(folder) / FILE_NAME
+    return Path(folder) / file_name(colour)
 
 
-def parse_wine_csv(source: str | Path | io.BytesIO, origin: str) -> pd.DataFrame:
+def parse_wine_csv(source: str | Path | io.BytesIO, origin: str, rows: int = ROWS) -> pd.DataFrame:
     """Read the semicolon-separated file and check it is the whole, intact data set."""
     try:
         frame = pd.read_csv(source, sep=";")
@@ -56,15 +62,15 @@ def parse_wine_csv(source: str | Path | io.BytesIO, origin: str) -> pd.DataFrame
             f"{origin} has missing values, so it is probably truncated or corrupt. "
             "Delete it and load again."
         )
-    if len(frame) != ROWS:
+    if len(frame) != rows:
         raise WineDataError(
-            f"{origin} has {len(frame)} rows, not {ROWS}: it is truncated or a different "
+            f"{origin} has {len(frame)} rows, not {rows}: it is truncated or a different "
             "file. Delete it and load again."
         )
     return frame[FEATURES + [TARGET]]
 
 
-def download(url: str, destination: Path, timeout: float = 30) -> pd.DataFrame:
+def download(url: str, destination: Path, rows: int = ROWS, timeout: float = 30) -> pd.DataFrame:
     """Fetch the CSV from url, check it, and save it atomically at destination."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -73,11 +79,12 @@ def download(url: str, destination: Path, timeout: float = 30) -> pd.DataFrame:
         raise WineDataError(
             f"No copy of the wine data was found and the download from {url} failed "
             f"({error}).\nFix it one of three ways:\n"
-            f"  * set {PATH_ENV_VAR}=/path/to/{FILE_NAME} (or pass data_path=...),\n"
+            f"  * set {PATH_ENV_VAR}=/path/to/winequality-red.csv, with "
+            f"winequality-white.csv beside it (or pass the file's path),\n"
             f"  * copy the file to {destination},\n"
             "  * connect to the internet and run again."
         ) from error
-    frame = parse_wine_csv(io.BytesIO(payload), f"The download from {url}")
+    frame = parse_wine_csv(io.BytesIO(payload), f"The download from {url}", rows)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as partial:
         partial.write(payload)
@@ -85,14 +92,20 @@ def download(url: str, destination: Path, timeout: float = 30) -> pd.DataFrame:
     return frame
 
 
-def load_wine_quality(path: str | Path | None = None, url: str = DATA_URL) -> pd.DataFrame:
-    """Return the red wine data from path, $WINE_QUALITY_CSV, the cache, or a download."""
+def load_wine_quality(
+    path: str | Path | None = None, url: str | None = None, *, colour: str = "red"
+) -> pd.DataFrame:
+    """Return the red (or white) wine data from path, $WINE_QUALITY_CSV, the cache, or a
+    download. $WINE_QUALITY_CSV names the red file; the white one is read from beside it."""
+    name, rows = file_name(colour), ROWS_BY_COLOUR[colour]
     explicit = path or os.environ.get(PATH_ENV_VAR)
+    if explicit and not path and colour != "red":
+        explicit = Path(explicit).with_name(name)
     if explicit:
         if not Path(explicit).is_file():
             raise WineDataError(f"The wine data file {explicit} does not exist.")
-        return parse_wine_csv(explicit, str(explicit))
-    cached = cache_path()
+        return parse_wine_csv(explicit, str(explicit), rows)
+    cached = cache_path(colour)
     if cached.is_file():
-        return parse_wine_csv(cached, f"The cached copy {cached}")
-    return download(url, cached)
+        return parse_wine_csv(cached, f"The cached copy {cached}", rows)
+    return download(url or BASE_URL + name, cached, rows)
