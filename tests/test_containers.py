@@ -14,6 +14,7 @@ import yaml
 
 from mlops_course.execute import REPO_DIR
 
+NOTEBOOK = "10_containers"
 CONTAINERS = REPO_DIR / "containers"
 DOCKERFILES = sorted(p for p in CONTAINERS.rglob("Dockerfile*") if p.suffix != ".dockerignore")
 # Every Dockerfile of the repository (generated folders left out), for hadolint.
@@ -27,8 +28,8 @@ DEVCONTAINER = REPO_DIR / ".devcontainer" / "devcontainer.json"
 DOCKER_PROJECT = CONTAINERS / "docker_project"
 COMPOSE = REPO_DIR / "team_server" / "docker-compose.yml"
 EXPERIMENT = "10-containers"
-# An exact release of the course's Python, optionally with the digest of its content.
-PINNED_BASE = re.compile(r"python:(\d+\.\d+)\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?")
+# An exact release of the course's Python, with the digest of its content.
+PINNED_BASE = re.compile(r"python:(\d+\.\d+)\.\d+-slim-[a-z]+@sha256:[0-9a-f]{64}")
 LITERAL_PASSWORD = re.compile(r"(?i)passw(or)?d\w*\s*[:=]\s*(?![\s$]|\{)\S")
 
 
@@ -74,7 +75,7 @@ def test_image_is_pinned_runs_as_a_user_and_installs_the_course_pins(dockerfile)
     bases = [args for name, args in steps if name == "FROM"]
     assert len(bases) == 1
     pinned = PINNED_BASE.fullmatch(bases[0])
-    assert pinned, f"pin an exact release (and, where you can look it up, the digest): {bases}"
+    assert pinned, f"pin an exact release and its digest: {bases}"
     python_env = yaml.safe_load((REPO_DIR / "conda_env/python_env.yaml").read_text())
     assert pinned[1] == python_env["python"], "the course's Python version"
     users = [args for name, args in steps if name == "USER"]
@@ -180,7 +181,7 @@ def test_compose_file_matches_the_compose_specification():
 
 @pytest.mark.slow
 def test_runs_twice_with_identical_metrics(executed):
-    result = executed("10_containers")
+    result = executed(NOTEBOOK)
 
     def logged(runs):
         return sorted((exp, run, sorted(m.items())) for exp, run, m in runs.values())
@@ -190,7 +191,7 @@ def test_runs_twice_with_identical_metrics(executed):
 
 @pytest.mark.slow
 def test_the_docker_project_entry_command_finished_its_run(executed):
-    result = executed("10_containers")
+    result = executed(NOTEBOOK)
     client = result.client()
     run = client.get_run(result.first_runs(EXPERIMENT)["docker-entry"])
     assert run.info.status == "FINISHED"
@@ -205,7 +206,7 @@ def test_the_docker_project_entry_command_finished_its_run(executed):
 
 @pytest.mark.slow
 def test_the_chapter_left_the_trap_and_the_server_stores(executed):
-    work = executed("10_containers").scratch_dir / "10-containers"
+    work = executed(NOTEBOOK).scratch_dir / "10-containers"
     assert (work / "host-clone" / "mlflow.db").is_file()
     assert not (work / "container-work").exists(), "moved away: the recorded path is gone"
     assert (work / "server" / "mlflow.db").is_file() and (work / "server" / "artifacts").is_dir()
@@ -214,7 +215,7 @@ def test_the_chapter_left_the_trap_and_the_server_stores(executed):
 
 @pytest.mark.slow
 def test_no_jupyter_or_mlflow_process_outlives_the_chapter(executed):
-    scratch = executed("10_containers").scratch_dir
+    scratch = executed(NOTEBOOK).scratch_dir
     left = []
     for process in psutil.process_iter(["cmdline", "cwd", "status"]):
         command = " ".join(process.info["cmdline"] or [])
@@ -228,7 +229,7 @@ def test_no_jupyter_or_mlflow_process_outlives_the_chapter(executed):
 
 @pytest.mark.slow
 def test_outputs_hold_no_build_paths_and_no_token(executed):
-    result = executed("10_containers")
+    result = executed(NOTEBOOK)
     nb = nbformat.read(result.first_copy, as_version=4)
     texts = [output.get("text", "") + json.dumps(output.get("data", {}))
              for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
