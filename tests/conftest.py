@@ -1,24 +1,36 @@
 """Shared fixtures: the data set for offline runs, and notebooks executed once per session."""
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from mlops_course.data import PATH_ENV_VAR
-from mlops_course.execute import REPO_DIR
-from mlops_course.testing import ExecutedNotebook, execute_twice
+from mlops_course.execute import WORKERS_ENV_VAR
+from mlops_course.testing import BOOK_EXECUTED, ExecutedNotebook, execute_twice, run_as_learner
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared/data/winequality-red.csv"
-BOOK_EXECUTED = REPO_DIR / "book" / "notebooks"  # the build's cache of executed notebooks
 # Build the book after the notebook tests, so that it reuses their first passes: each
 # notebook then executes twice in the whole run, not three times.
 BOOK_TESTS = ("test_book.py", "test_site.py", "test_downloads.py")
+# Chapters whose second pass runs as a learner runs the notebook (tests/test_downloads.py
+# checks that the site's download holds the same code).
+LEARNER_SECOND_PASS = {"08_registry"}
+NEEDED = pytest.StashKey[list[str]]()
 
 
-def pytest_collection_modifyitems(items) -> None:
-    """Run the tests that build the book last."""
+def pytest_collection_modifyitems(config, items) -> None:
+    """Run the tests that build the book last; note which notebooks the tests execute."""
     items.sort(key=lambda item: item.path.name in BOOK_TESTS)
+    needed = []
+    for item in items:
+        if "executed" in getattr(item, "fixturenames", ()):
+            params = getattr(item, "callspec", None)
+            name = params.params.get("name") if params else getattr(item.module, "NOTEBOOK", None)
+            if name and name not in needed:
+                needed.append(name)
+    config.stash[NEEDED] = needed
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,14 +41,30 @@ def wine_data() -> None:
 
 
 @pytest.fixture(scope="session")
-def executed(tmp_path_factory):
-    """executed(name): the notebook run twice against one scratch store (once per session)."""
-    done: dict[str, ExecutedNotebook] = {}
+def executed(request, tmp_path_factory, wine_data):
+    """executed(name): the notebook run twice against one scratch store (once per session).
+
+    On first use, every notebook the collected tests ask for starts executing in the
+    background, two at a time (each in its own folder and store), in the order the tests
+    need them; executed(name) waits for its own.
+    """
+    workers = int(os.environ.get(WORKERS_ENV_VAR) or min(2, os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook")
+    futures: dict[str, Future[ExecutedNotebook]] = {}
+
+    def submit(name: str) -> None:
+        if name not in futures:
+            folder = tmp_path_factory.mktemp(name)
+            second = run_as_learner if name in LEARNER_SECOND_PASS else None
+            futures[name] = pool.submit(execute_twice, name, folder / "store", folder,
+                                        BOOK_EXECUTED, second)
+
+    for name in request.config.stash.get(NEEDED, []):
+        submit(name)
 
     def run(name: str) -> ExecutedNotebook:
-        if name not in done:
-            folder = tmp_path_factory.mktemp(name)
-            done[name] = execute_twice(name, folder / "store", folder, BOOK_EXECUTED)
-        return done[name]
+        submit(name)
+        return futures[name].result()
 
-    return run
+    yield run
+    pool.shutdown(wait=True, cancel_futures=True)

@@ -1,8 +1,8 @@
 """Chapter 9: the compose stack (static checks) and the notebook on a real PostgreSQL + S3 stack.
 
-The notebook runs twice on its own stack (the `executed` fixture, as the book builds it),
-and twice against a stack this module starts, which the tests then inspect from outside:
-rows in PostgreSQL, objects in the bucket, refusals, migrated runs, and a load of 8 clients.
+The notebook runs twice on one laptop store: first on its own stack, as the book builds it,
+then against a stack this module starts, which the tests then inspect from outside: rows in
+PostgreSQL, objects in the bucket, refusals, migrated runs, and a load of 8 clients.
 """
 
 import os
@@ -11,9 +11,9 @@ import secrets
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 import psutil
 import pytest
 import requests
@@ -23,13 +23,15 @@ from mlflow.server import get_app_client
 
 from mlops_course import servers, services
 from mlops_course.execute import REPO_DIR, execute_notebook
-from mlops_course.screenshots import chromium_path, screenshots
-from mlops_course.testing import check_screenshot, notebook_path
+from mlops_course.screenshots import screenshots
+from mlops_course.testing import (
+    BOOK_EXECUTED, ExecutedNotebook, check_screenshots, execute_twice, outputs_text,
+)
 
 NOTEBOOK = "09_team_server"
 STACK_DIR = REPO_DIR / "team_server"
 COMPOSE = yaml.safe_load((STACK_DIR / "docker-compose.yml").read_text())
-SCREENSHOTS = ["team-experiment", "team-model"]
+SCREENSHOTS = {"team-experiment": "bob-less-regularised", "team-model": "champion"}
 # Command-line marks of every process the chapter starts (nothing else here uses them).
 MARKS = ("moto_server", "mlops_course.services link", "mlops-pg-", "--app-name basic-auth")
 
@@ -131,63 +133,7 @@ def test_no_real_secret_is_committed():
         ["git", "check-ignore", ".env"], cwd=STACK_DIR, capture_output=True, text=True).stdout
 
 
-# ---------------------------------------------------------------- the notebook's own stack
-
-
-@pytest.mark.slow
-def test_own_stack_runs_twice_and_stops_every_process(executed):
-    need_postgres()
-    result = executed(NOTEBOOK)
-    assert not chapter_processes(), "the notebook must stop all it started"
-    laptop = [(name, metrics) for exp, name, metrics in result.first_pass.values()
-              if exp == "09-laptop"]
-    assert sorted(n for n, _ in laptop) == ["laptop-alpha-0.2", "laptop-alpha-0.8"]
-    second = [(name, metrics) for exp, name, metrics in result.second_pass.values()
-              if exp == "09-laptop"]
-    assert sorted(second) == sorted(laptop), "same metrics on the second run"
-
-
-def outputs(path: Path) -> str:
-    """All text an executed notebook shows."""
-    texts = []
-    for cell in nbformat.read(path, as_version=4).cells:
-        for output in cell.get("outputs", []):
-            texts.append(output.get("text", ""))
-            texts.append(output.get("data", {}).get("text/plain", ""))
-    return "\n".join(texts)
-
-
-@pytest.mark.slow
-def test_own_stack_shows_refusals_failures_and_no_secret(executed):
-    need_postgres()
-    result = executed(NOTEBOOK)
-    for copy in (result.first_copy, result.first_copy.with_name(
-            result.first_copy.name.replace("pass1", "pass2"))):
-        shown = outputs(copy)
-        assert "no credentials: 401 Unauthorized" in shown
-        assert "wrong password: 401 Unauthorized" in shown
-        assert "bob reads alice's sandbox: 403 PERMISSION_DENIED" in shown
-        assert "mlflow.elsewhere.example -> 403 Invalid Host header" in shown
-        assert "storage settings in this client's environment: none" in shown
-        assert "the run's history afterwards: [(0, 0.9), (2, 0.3)]" in shown
-        assert "already in use" in shown
-        assert "://mlflow:" not in shown and "PASSWORD=" not in shown, "a secret leaked"
-        assert "/tmp/" not in shown, "no build paths in the outputs"
-        assert "Warning" not in shown, "no warnings in the outputs"
-
-
-@pytest.mark.slow
-def test_own_stack_screenshots(executed):
-    need_postgres()
-    if chromium_path() is None and not os.environ.get("CI"):
-        pytest.skip("no Chromium on this machine")
-    shots = {s["screenshot"]: s for s in screenshots(executed(NOTEBOOK).first_copy)}
-    for name in SCREENSHOTS:
-        assert shots[name]["png"], f"{name} not taken"
-        check_screenshot(shots[name]["png"])
-
-
-# ---------------------------------------------------------------- a stack the tests start
+# ---------------------------------------------------------------- the chapter, run twice
 
 
 class Stack:
@@ -231,93 +177,151 @@ class Stack:
         self.database.remove()
 
 
+@dataclass
+class Chapter:
+    """The chapter's two passes on one laptop store, and the stack of the second."""
+
+    result: ExecutedNotebook
+    stack: Stack
+    left_by_own_stack: list[str]  # chapter processes still running after the first pass
+
+    def copy(self, attempt: int) -> Path:
+        """The executed copy of pass 1 or 2."""
+        return self.result.first_copy.with_name(f"pass{attempt}-{NOTEBOOK}.ipynb")
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def chapter(tmp_path_factory):
+    """The first pass starts its own stack, as the book builds it (its copy goes to the book);
+    the second points team_server_uri at a stack started here, as a learner points it at a
+    compose stack, so that the tests can look into the database and the bucket."""
     need_postgres()
-    folder = tmp_path_factory.mktemp("team-stack")
-    stack = Stack(folder)
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=stack.admin_password)
+    folder = tmp_path_factory.mktemp("team")
+    found: dict = {}
+
+    def against_a_stack_started_here(source: Path, copy: Path, laptop: Path) -> None:
+        found["left"] = chapter_processes()
+        stack = found["stack"] = Stack(folder)
+        os.environ.update(MLFLOW_TRACKING_USERNAME="admin",
+                          MLFLOW_TRACKING_PASSWORD=stack.admin_password)
+        try:
+            execute_notebook(source, copy, scratch_dir=laptop,
+                             parameters={"team_server_uri": stack.uri})
+        finally:
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                os.environ.pop(key)
+
     try:
-        # The chapter with team_server_uri set, as a learner points it at a compose stack.
-        nb = nbformat.read(notebook_path(NOTEBOOK), as_version=4)
-        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-        cell.source = re.sub(r"^team_server_uri = None", f'team_server_uri = "{stack.uri}"',
-                             cell.source, flags=re.M)
-        source = folder / "notebooks" / f"{NOTEBOOK}.ipynb"
-        source.parent.mkdir()
-        nbformat.write(nb, source)
-        for attempt in (1, 2):
-            execute_notebook(source, folder / f"pass{attempt}.ipynb", scratch_dir=folder / "laptop")
-        stack.laptop_uri = f"sqlite:///{folder / 'laptop' / 'mlflow.db'}"
-        stack.folder = folder
-        yield stack
+        result = execute_twice(NOTEBOOK, folder / "laptop", folder, BOOK_EXECUTED,
+                               against_a_stack_started_here)
+        yield Chapter(result, found["stack"], found["left"])
     finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.update({key: value})
-        stack.stop()
-        left = stack.server.processes() + stack.s3.processes() + stack.database.processes()
-        assert not left, "every process the tests started is stopped"
+        if stack := found.get("stack"):
+            stack.stop()
+            left = stack.server.processes() + stack.s3.processes() + stack.database.processes()
+            assert not left, "every process the tests started is stopped"
 
 
 @pytest.mark.slow
-def test_database_holds_both_passes_with_identical_metrics(stack):
-    rows = stack.sql("SELECT r.name, m.value FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid"
-                     " WHERE m.key = 'rmse' AND r.name IN ('alice-baseline', 'bob-less-regularised')"
-                     " ORDER BY r.name, r.start_time")
-    by_name: dict[str, list[float]] = {}
-    for name, value in rows:
-        by_name.setdefault(name, []).append(value)
-    assert set(by_name) == {"alice-baseline", "bob-less-regularised"}
-    for name, values in by_name.items():
-        assert len(values) == 2 and values[0] == values[1], f"{name}: {values}"
-    versions = stack.sql("SELECT v.version FROM model_versions v WHERE v.name = '09-wine-quality'")
-    assert len(versions) == 2, "one version per pass"
-    alias = stack.sql("SELECT version FROM registered_model_aliases "
-                      "WHERE name = '09-wine-quality' AND alias = 'champion'")
-    assert alias == [(max(v for (v,) in versions),)], "the second pass's version is champion"
+def test_own_stack_stops_every_process(chapter):
+    assert not chapter.left_by_own_stack, "the notebook must stop all it started"
 
 
 @pytest.mark.slow
-def test_bucket_holds_every_runs_artifacts(stack):
-    keys = services.bucket_keys(stack.s3.origin)
-    runs = stack.sql("SELECT run_uuid, experiment_id FROM runs "
-                     "WHERE name IN ('alice-baseline', 'bob-less-regularised')")
-    assert len(runs) == 4
+def test_laptop_runs_are_identical_in_both_passes(chapter):
+    def laptop(runs):
+        return sorted((name, metrics) for exp, name, metrics in runs.values() if exp == "09-laptop")
+
+    first = laptop(chapter.result.first_pass)
+    assert [name for name, _ in first] == ["laptop-alpha-0.2", "laptop-alpha-0.8"]
+    assert laptop(chapter.result.second_pass) == first, "same metrics on the second run"
+
+
+@pytest.mark.slow
+def test_both_passes_show_refusals_and_no_secret(chapter):
+    for attempt in (1, 2):
+        shown = outputs_text(chapter.copy(attempt))
+        assert "no credentials: 401 Unauthorized" in shown
+        assert "wrong password: 401 Unauthorized" in shown
+        assert "bob reads alice's sandbox: 403 PERMISSION_DENIED" in shown
+        assert "storage settings in this client's environment: none" in shown
+        assert "users: alice, bob" in shown
+        assert "already in use" in shown
+        assert "://mlflow:" not in shown and "PASSWORD=" not in shown, "a secret leaked"
+        for secret in (chapter.stack.admin_password, chapter.stack.db_password):
+            assert secret not in shown
+        assert "/tmp/" not in shown, "no build paths in the outputs"
+        assert "Warning" not in shown, "no warnings in the outputs"
+
+
+@pytest.mark.slow
+def test_own_stack_drills_host_check_and_screenshots(chapter):
+    shown = outputs_text(chapter.copy(1))
+    assert "mlflow.elsewhere.example -> 403 Invalid Host header" in shown
+    assert "the run's history afterwards: [(0, 0.9), (2, 0.3)]" in shown
+    assert "params of the run: {'note': 'logged while the bucket was away'}" in shown
+    shots = {s["screenshot"]: s for s in screenshots(chapter.result.first_copy)}
+    check_screenshots(shots, SCREENSHOTS)
+
+
+@pytest.mark.slow
+def test_database_holds_the_team_runs_with_the_first_passes_metrics(chapter):
+    rows = chapter.stack.sql(
+        "SELECT r.name, m.key, m.value FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid"
+        " WHERE r.name IN ('alice-baseline', 'bob-less-regularised')")
+    metrics: dict[str, dict[str, float]] = {}
+    for name, key, value in rows:
+        metrics.setdefault(name, {})[key] = value
+    assert sorted(metrics) == ["alice-baseline", "bob-less-regularised"]
+    # Bob's scores.json, as the chapter prints it: the same numbers on both stacks.
+    bob = metrics["bob-less-regularised"]
+    printed = str({key: round(bob[key], 4) for key in ("rmse", "mae", "r2")})
+    for attempt in (1, 2):
+        assert printed in outputs_text(chapter.copy(attempt)), f"pass {attempt}: {printed}"
+    versions = chapter.stack.sql("SELECT version FROM model_versions WHERE name = '09-wine-quality'")
+    alias = chapter.stack.sql("SELECT version FROM registered_model_aliases "
+                              "WHERE name = '09-wine-quality' AND alias = 'champion'")
+    assert len(versions) == 1 and alias == versions, "one version, the champion"
+
+
+@pytest.mark.slow
+def test_bucket_holds_every_runs_artifacts(chapter):
+    keys = services.bucket_keys(chapter.stack.s3.origin)
+    runs = chapter.stack.sql("SELECT run_uuid, experiment_id FROM runs "
+                             "WHERE name IN ('alice-baseline', 'bob-less-regularised')")
+    assert len(runs) == 2
     for run_id, experiment_id in runs:
         assert f"artifacts/{experiment_id}/{run_id}/artifacts/scores.json" in keys
-    assert sum(k.endswith("/MLmodel") for k in keys) == 4, "four logged models"
+    assert sum(k.endswith("/MLmodel") for k in keys) == 2, "two logged models"
 
 
 @pytest.mark.slow
-def test_refusals_401_401_403(stack):
-    api = f"{stack.uri}/api/2.0/mlflow/experiments/get-by-name"
+def test_refusals_401_401_403(chapter, monkeypatch):
+    api = f"{chapter.stack.uri}/api/2.0/mlflow/experiments/get-by-name"
     params = {"experiment_name": "09-team"}
     assert requests.get(api, params=params).status_code == 401
     assert requests.get(api, params=params, auth=("admin", "wrong")).status_code == 401
-    auth = get_app_client("basic-auth", tracking_uri=stack.uri)
+    auth = get_app_client("basic-auth", tracking_uri=chapter.stack.uri)
     password = secrets.token_urlsafe(16)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", chapter.stack.admin_password)
     auth.create_user("dave", password)
     assert requests.get(api, params=params, auth=("dave", password)).status_code == 403
-    assert requests.get(api, params=params, auth=("admin", stack.admin_password)).ok
+    assert requests.get(api, params=params, auth=("admin", chapter.stack.admin_password)).ok
 
 
 @pytest.mark.slow
-def test_no_password_appears_in_the_outputs(stack):
-    for attempt in (1, 2):
-        shown = outputs(stack.folder / f"pass{attempt}.ipynb")
-        assert "users: alice, bob" in shown, "the chapter ran against the test's stack"
-        for secret in (stack.admin_password, stack.db_password):
-            assert secret not in shown
-
-
-@pytest.mark.slow
-def test_migrated_runs_equal_their_laptop_originals(stack):
-    laptop = MlflowClient(tracking_uri=stack.laptop_uri)
-    team = MlflowClient(tracking_uri=stack.uri)
+def test_migrated_runs_equal_their_laptop_originals(chapter, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", chapter.stack.admin_password)
+    laptop = chapter.result.client()
+    team = MlflowClient(tracking_uri=chapter.stack.uri)
     experiment = team.get_experiment_by_name("09-team").experiment_id
     copies = team.search_runs([experiment], "tags.laptop_run_id != ''")
-    assert len(copies) == 4, "two laptop runs copied in each pass"
+    second = {run_id for run_id, (exp, _, _) in chapter.result.second_pass.items()
+              if exp == "09-laptop"}
+    assert {copy.data.tags["laptop_run_id"] for copy in copies} == second, (
+        "the second pass's two laptop runs were copied")
     for copy in copies:
         original = laptop.get_run(copy.data.tags["laptop_run_id"])
         assert copy.info.run_name == original.info.run_name
@@ -351,7 +355,10 @@ CLIENTS = 8
 
 
 @pytest.mark.slow
-def test_eight_clients_log_concurrently_and_nothing_is_lost(stack):
+def test_eight_clients_log_concurrently_and_nothing_is_lost(chapter, monkeypatch):
+    stack = chapter.stack
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.admin_password)
     auth = get_app_client("basic-auth", tracking_uri=stack.uri)
     password = secrets.token_urlsafe(16)
     auth.create_user("loader", password)

@@ -202,12 +202,18 @@ def execute_notebook(
     timeout: float = 600,
     scratch_dir: Path | None = None,
     repo_dir: Path = REPO_DIR,
+    parameters: dict | None = None,
 ) -> float:
-    """Execute source with papermill in a scratch folder and store; write destination. Seconds."""
+    """Execute source with papermill in a scratch folder and store; write destination. Seconds.
+
+    parameters: values for the notebook's parameters cell, on top of the scratch store's.
+    """
     # Of what runs, even if the notebook is edited meanwhile.
     executed_hash, executed_page = source_hash(source, repo_dir), page_hash(source)
     nb = nbformat.read(source, as_version=4)
     declared = parameter_names(nb)
+    if unknown := sorted(set(parameters or {}) - declared):
+        raise NotebookExecutionError(f"{source.name} has no parameter {', '.join(unknown)}")
     setup = nbformat.v4.new_code_cell(STRICT_WARNINGS_CELL)
     nb.cells.insert(0, setup)
     with tempfile.TemporaryDirectory(prefix="mlops-course-") as work:
@@ -215,10 +221,10 @@ def execute_notebook(
         scratch.mkdir(parents=True, exist_ok=True)
         tracking_uri = f"sqlite:///{scratch / 'mlflow.db'}"
         offered = {"tracking_uri": tracking_uri, "repo_dir": str(repo_dir), "port": free_port()}
-        parameters = {k: v for k, v in offered.items() if k in declared}
+        given = {k: v for k, v in offered.items() if k in declared} | (parameters or {})
         staged, executed = Path(work, "input.ipynb"), Path(work, "output.ipynb")
         nbformat.write(nb, staged)
-        Path(work, "parameters.json").write_text(json.dumps(parameters))
+        Path(work, "parameters.json").write_text(json.dumps(given))
         env = {
             **os.environ,
             "MLFLOW_TRACKING_URI": tracking_uri,

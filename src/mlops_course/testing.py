@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import PIL.Image
+import pytest
 from mlflow import MlflowClient
 
-from mlops_course.execute import REPO_DIR, execute_notebook
+from mlops_course.execute import (
+    FORCE_ENV_VAR, REPO_DIR, NotebookExecutionError, execute_notebook,
+)
 from mlops_course.screenshots import SIZE as SCREENSHOT_SIZE
+from mlops_course.screenshots import chromium_path
+from mlops_course.servers import environment
 
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
+BOOK_EXECUTED = REPO_DIR / "book" / "notebooks"  # the build's cache of executed notebooks
 # Metrics that measure time or the machine are allowed to differ between two executions.
 TIMING_SUFFIXES = ("_seconds", "_ms", "_per_second")
 SYSTEM_PREFIX = "system/"  # MLflow's system metrics (CPU, memory, ...)
@@ -81,19 +92,27 @@ class ExecutedNotebook:
                 if exp == experiment}
 
 
+SecondPass = Callable[[Path, Path, Path], None]  # (notebook, executed copy, scratch folder)
+
+
 def execute_twice(name: str, scratch_dir: Path, output_dir: Path,
-                  book_dir: Path | None = None) -> ExecutedNotebook:
+                  book_dir: Path | None = None,
+                  second_pass: SecondPass | None = None) -> ExecutedNotebook:
     """Execute a notebook twice against one store; record the runs each pass added.
 
     The first pass runs on an empty store, as the book build does: with book_dir, its copy
     also goes to the book's executed folder, so that a later build does not execute it again.
+    second_pass, if given, runs the second pass instead of papermill (e.g. run_as_learner).
     """
     source = notebook_path(name)
     passes: list[dict[str, tuple]] = []
     before: dict[str, tuple] = {}
     for attempt in (1, 2):
         copy = output_dir / f"pass{attempt}-{source.name}"
-        execute_notebook(source, copy, scratch_dir=scratch_dir)
+        if attempt == 2 and second_pass:
+            second_pass(source, copy, scratch_dir)
+        else:
+            execute_notebook(source, copy, scratch_dir=scratch_dir)
         if attempt == 1 and book_dir:
             book_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(copy, book_dir / source.name)
@@ -104,6 +123,50 @@ def execute_twice(name: str, scratch_dir: Path, output_dir: Path,
         passes.append({k: v for k, v in after.items() if k not in before})
         before = after
     return ExecutedNotebook(source.stem, scratch_dir, *passes)
+
+
+def run_as_learner(source: Path, copy: Path, folder: Path) -> None:
+    """Run the notebook as a learner does: `jupyter execute` in folder, no parameters given,
+    no MLflow variables set, so that the notebook uses MLflow's default store there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = environment()  # as in the activated course environment
+    for variable in [v for v in env if v.startswith("MLFLOW_")] + [FORCE_ENV_VAR]:
+        env.pop(variable, None)
+    notebook = folder / source.name
+    shutil.copyfile(source, notebook)
+    run = subprocess.run(
+        [sys.executable, "-m", "jupyter", "execute", "--kernel_name=python3",
+         f"--output={copy.stem}", notebook.name],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+    notebook.unlink()
+    if run.returncode != 0:
+        raise NotebookExecutionError(f"{source.name}, run as a learner:\n{run.stderr[-4000:]}")
+    (folder / f"{copy.stem}.ipynb").replace(copy)
+
+
+def outputs_text(executed_ipynb: Path) -> str:
+    """Every text a reader sees in an executed notebook's outputs (images left out)."""
+    parts = []
+    for cell in nbformat.read(executed_ipynb, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            parts += [output.get("text", ""), *output.get("traceback", [])]
+            parts += [value if isinstance(value, str) else json.dumps(value)
+                      for mime, value in output.get("data", {}).items()
+                      if mime.startswith("text/") or mime.endswith("json")]
+    return "\n".join(parts)
+
+
+def check_screenshots(shots: dict[str, dict], expected: dict[str, str]) -> None:
+    """Check each expected picture (name -> the text its page had to show first): it waited
+    for that text and was taken. Without Chromium it skips, except in CI."""
+    for name, text in expected.items():
+        assert shots[name]["waited_for"] == text, name
+    if chromium_path() is None and not os.environ.get("CI"):
+        pytest.skip("no Chromium here to take the pictures (CI has one)")
+    for name in expected:
+        assert shots[name]["png"], f"the picture {name!r} was not taken"
+        check_screenshot(shots[name]["png"])
 
 
 def check_screenshot(png: bytes) -> None:
