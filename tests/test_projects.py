@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from mlops_course.execute import REPO_DIR
-from mlops_course.testing import notebook_path
+from mlops_course.testing import notebook_path, outputs_text
 
 NOTEBOOK = "06_projects"
 EXPERIMENT = "06-projects"
@@ -99,18 +99,6 @@ def test_train_py_finds_the_loader_in_src_when_the_course_package_is_not_install
                            env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "usage: train.py" in shown.stdout
-
-
-def outputs_text(executed_ipynb: Path) -> str:
-    """Everything a reader sees in the outputs of an executed notebook."""
-    nb = nbformat.read(executed_ipynb, as_version=4)
-    parts = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            parts.append(output.get("text", ""))
-            parts.extend(str(v) for v in output.get("data", {}).values())
-            parts.extend(output.get("traceback", []))
-    return "\n".join(parts)
 
 
 @pytest.mark.slow

@@ -17,10 +17,11 @@ from mlflow.models import Model
 from mlops_course.data import FEATURES
 from mlops_course.execute import REPO_DIR, NotebookExecutionError, execute_notebook
 from mlops_course.servers import environment, free_port, start
-from mlops_course.testing import notebook_path
+from mlops_course.testing import notebook_path, outputs_text
 
 pytestmark = pytest.mark.slow
 
+NOTEBOOK = "07_serving"
 EXPERIMENT = "07-serving"
 # The old tutorial's wine, as the chapter sends it to the server.
 TUTORIAL_WINE = {
@@ -54,7 +55,7 @@ def server_processes_of(scratch_dir: Path) -> list[str]:
 
 
 def test_served_model_was_logged_with_signature_and_input_example(executed):
-    result = executed("07_serving")
+    result = executed(NOTEBOOK)
     client = result.client()
     run_id = result.first_runs(EXPERIMENT)["wine-model"]
     run = client.get_run(run_id)
@@ -73,7 +74,7 @@ def test_served_model_was_logged_with_signature_and_input_example(executed):
 
 
 def test_rest_cost_was_measured_and_logged(executed):
-    result = executed("07_serving")
+    result = executed(NOTEBOOK)
     run = result.client().get_run(result.first_runs(EXPERIMENT)["rest-cost"])
     assert run.data.params["rows"] == "50"
     assert re.fullmatch(r".+ .+, \d+ CPUs", run.data.params["machine"]), "machine described"
@@ -85,13 +86,13 @@ def test_rest_cost_was_measured_and_logged(executed):
 
 
 def test_batch_predictions_cover_the_test_set(executed):
-    result = executed("07_serving")
+    result = executed(NOTEBOOK)
     predictions = json.loads((result.scratch_dir / "07-serving/predictions.json").read_text())
     assert len(predictions["predictions"]) == 400
 
 
 def test_no_server_outlives_the_notebook(executed):
-    result = executed("07_serving")
+    result = executed(NOTEBOOK)
     assert server_processes_of(result.scratch_dir) == []
 
 
@@ -114,7 +115,7 @@ def test_server_is_stopped_when_a_later_cell_fails(tmp_path):
 
 
 def test_generated_dockerfile_passes_hadolint(executed):
-    result = executed("07_serving")
+    result = executed(NOTEBOOK)
     dockerfile = result.scratch_dir / "07-serving/image/Dockerfile"
     assert dockerfile.is_file(), "the notebook should generate the Dockerfile"
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) \
@@ -131,20 +132,8 @@ def test_generated_dockerfile_passes_hadolint(executed):
     assert fired == set(ACCEPTED_HADOLINT_RULES), f"hadolint now reports {sorted(fired)}"
 
 
-def outputs_text(executed_ipynb: Path) -> str:
-    """Everything a reader sees in the outputs of an executed notebook."""
-    nb = nbformat.read(executed_ipynb, as_version=4)
-    parts = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            parts.append(output.get("text", ""))
-            parts.extend(str(v) for v in output.get("data", {}).values())
-            parts.extend(output.get("traceback", []))
-    return "\n".join(parts)
-
-
 def test_outputs_show_no_machine_paths_and_print_the_cost_from_the_numbers(executed):
-    result = executed("07_serving")
+    result = executed(NOTEBOOK)
     shown = outputs_text(result.first_copy)
     for path in [str(REPO_DIR), str(result.scratch_dir), "/tmp/", str(Path.home())]:
         assert path not in shown, f"an output shows {path}"
@@ -160,14 +149,14 @@ def test_outputs_show_no_machine_paths_and_print_the_cost_from_the_numbers(execu
 
 
 def test_the_chapter_writes_only_into_its_folder_and_the_store(executed):
-    result = executed("07_serving")
+    result = executed(NOTEBOOK)
     assert {p.name for p in result.scratch_dir.iterdir()} <= {"mlflow.db", "mlruns",
                                                              "07-serving"}
 
 
 def test_served_model_answers_from_outside_as_the_notebook_showed(executed):
     """Serve the logged model from the store with the course helper; ask it the tutorial wine."""
-    result = executed("07_serving")
+    result = executed(NOTEBOOK)
     run_id = result.first_runs(EXPERIMENT)["wine-model"]
     experiment = result.client().get_experiment_by_name(EXPERIMENT)
     model = result.client().search_logged_models(
