@@ -3,12 +3,14 @@
 import os
 from pathlib import Path
 
+import mlflow.pyfunc
 import nbformat
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
 
-from mlops_course.data import ROWS
+from mlops_course.data import FEATURES, ROWS_BY_COLOUR, load_wine_quality
 from mlops_course.screenshots import chromium_path, screenshots
 from mlops_course.testing import TIMING_SUFFIXES, check_screenshot
 
@@ -97,12 +99,30 @@ def test_timing_metrics_carry_a_timing_suffix(executed):
         {"search_seconds", "trials_total_seconds"}
 
 
-def test_spark_wrote_one_prediction_per_wine_and_deleted_the_benchmark_files(executed):
+def test_spark_wrote_one_prediction_per_red_and_white_wine(executed):
     folder = executed(NOTEBOOK).scratch_dir / "11-scaling"
-    predictions = pd.read_parquet(folder / "predictions")
-    assert len(predictions) == ROWS
-    assert sorted(predictions["wine_id"]) == list(range(ROWS))
+    predictions = pd.read_parquet(folder / "predictions").sort_values("wine_id")
+    rows = sum(ROWS_BY_COLOUR.values())
+    assert len(predictions) == rows, "one prediction per red and white wine"
+    assert predictions["wine_id"].tolist() == list(range(rows))
+    assert predictions["colour"].value_counts().to_dict() == ROWS_BY_COLOUR
+    red_first = ["red"] * ROWS_BY_COLOUR["red"] + ["white"] * ROWS_BY_COLOUR["white"]
+    assert predictions["colour"].tolist() == red_first, "wine_id follows red, then white"
     assert list(folder.glob("bench-*")) == [], "the large benchmark files are deleted"
+
+
+def test_spark_predictions_equal_the_champion_predicting_both_colours(executed):
+    """The Parquet, read from outside, equals the champion's own predict on red + white."""
+    result = executed(NOTEBOOK)
+    client = result.client()
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    model_id = champion.source.removeprefix("models:/")  # the version's logged model
+    model = mlflow.pyfunc.load_model(client.get_logged_model(model_id).artifact_location)
+    wines = pd.concat([load_wine_quality(colour=c)[FEATURES] for c in ROWS_BY_COLOUR],
+                      ignore_index=True)
+    predictions = pd.read_parquet(result.scratch_dir / "11-scaling" / "predictions")
+    from_spark = predictions.sort_values("wine_id")["prediction"].to_numpy()
+    assert np.abs(from_spark - model.predict(wines)).max() < 1e-9
 
 
 def test_fleet_of_registered_models(executed):
@@ -125,6 +145,7 @@ def test_outputs_show_no_spark_noise_or_build_paths(executed):
                   str(result.scratch_dir), "/tmp/", "Traceback"):
         assert noise not in shown, f"{noise!r} appears in the outputs"
     assert "On this machine Spark" in shown, "the interpretation is printed from the numbers"
+    assert "white: mean prediction" in shown, "the per-colour gap is printed from the numbers"
 
 
 def test_no_java_or_worker_process_survives(executed):
