@@ -7,8 +7,10 @@
    before anything is trained or written to MLflow (exit code 2).
 2. Measure drift: a two-sample Kolmogorov-Smirnov statistic per feature, batch against
    the evaluation data, logged with the training run.
-3. Train a challenger in a run that records its data sets (training, evaluation) and
-   system metrics, and register it with the alias `challenger`.
+3. Train a challenger as a project run: the `train` entry point of pipeline/MLproject
+   (pipeline/train.py), launched with mlflow.projects.run. The run records the batch as
+   its training dataset, the drift metrics, system metrics and the model. Register that
+   model with the alias `challenger`.
 4. Evaluate challenger and `champion` on the same evaluation data with
    `mlflow.models.evaluate`, and validate the challenger against the champion with
    `mlflow.validate_evaluation_results`.
@@ -32,6 +34,7 @@ import pandas as pd
 from mlops_course.data import FEATURES, TARGET
 
 COLUMNS = FEATURES + [TARGET]
+PROJECT_DIR = Path(__file__).resolve().parent  # holds MLproject
 MIN_ROWS = 100  # fewer rows than this is not a batch worth training on
 SEED = 42
 
@@ -139,10 +142,42 @@ def main(argv: list[str] | None = None) -> int:
         f"drift: {len(drifted)} of {len(FEATURES)} features differ from the evaluation "
         f"data (KS > {args.drift_threshold}); the gate decides"
     )
-    return retrain(args, batch, evaluation, ks)
+    return retrain(args, evaluation)
 
 
-def retrain(args, batch, evaluation, ks) -> int:
+def absolute(uri: str) -> str:
+    """The URI of a SQLite store with its path made absolute: the training step runs in
+    pipeline/, where a relative path would name another file."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_absolute():
+        return "sqlite:///" + Path(uri[len("sqlite:///") :]).resolve().as_posix()
+    return uri
+
+
+def train(args: argparse.Namespace, run_name: str) -> str:
+    """Run the `train` entry point of pipeline/MLproject; return the run's ID."""
+    import mlflow.projects
+
+    # `local`: the step runs in this environment, whose Python the command's `python` is.
+    os.environ["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ["PATH"]]
+    )
+    submitted = mlflow.projects.run(
+        str(PROJECT_DIR),
+        entry_point="train",
+        parameters={
+            "data": str(args.data),
+            "eval_data": str(args.eval_data),
+            "alpha": args.alpha,
+            "l1_ratio": args.l1_ratio,
+        },
+        experiment_name=args.experiment,
+        run_name=run_name,
+        env_manager="local",
+    )  # waits for the run; raises ExecutionException if it fails
+    return submitted.run_id
+
+
+def retrain(args: argparse.Namespace, evaluation: pd.DataFrame) -> int:
     """Train, register, evaluate against the champion and move the aliases."""
     # A short, quiet log: no links, INFO lines or progress bars from MLflow, and system
     # metrics sampled often enough that a run of a few seconds records some.
@@ -151,24 +186,18 @@ def retrain(args, batch, evaluation, ks) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     import mlflow
-    import mlflow.sklearn
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-    from mlflow.models import MetricThreshold, infer_signature
+    from mlflow.models import MetricThreshold
     from mlflow.models.evaluation.validation import ModelValidationFailedException
-    from sklearn.linear_model import ElasticNet
 
-    mlflow.set_tracking_uri(args.tracking_uri)
-    mlflow.set_experiment(args.experiment)
+    mlflow.set_tracking_uri(absolute(args.tracking_uri))
+    experiment = mlflow.set_experiment(args.experiment)
     client = MlflowClient()
     name, stem = args.model_name, args.data.stem
-    with (
-        warnings.catch_warnings()
-    ):  # MLflow 3.17 finds two equal sources for a local file
+    # MLflow 3.17 finds two equal sources for a local file, and says so: not news here.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        train_data = mlflow.data.from_pandas(
-            batch, source=str(args.data.resolve()), name=stem, targets=TARGET
-        )
         eval_data = mlflow.data.from_pandas(
             evaluation,
             source=str(args.eval_data.resolve()),
@@ -176,26 +205,18 @@ def retrain(args, batch, evaluation, ks) -> int:
             targets=TARGET,
         )
 
-    # 3. Train the challenger: data sets, drift and system metrics go with the run.
-    with mlflow.start_run(run_name=f"train-{stem}", log_system_metrics=True):
-        mlflow.log_input(train_data, context="training")
-        mlflow.log_params({"alpha": args.alpha, "l1_ratio": args.l1_ratio, "data": stem})
-        mlflow.log_metrics({f"drift_ks/{f.replace(' ', '_')}": v for f, v in ks.items()})
-        model = ElasticNet(alpha=args.alpha, l1_ratio=args.l1_ratio, random_state=SEED)
-        model.fit(batch[FEATURES], batch[TARGET])
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            input_example=batch[FEATURES].head(3),
-            signature=infer_signature(batch[FEATURES], model.predict(batch[FEATURES])),
-            pip_requirements=mlflow.sklearn.get_default_pip_requirements(
-                include_skops=True
-            ),
-        )
-    version = mlflow.register_model(info.model_uri, name).version
+    # 3. Train the challenger as a project run; find the model it logged and register it.
+    run_id = train(args, f"train-{stem}")
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+        output_format="list",
+    )
+    version = mlflow.register_model(f"models:/{logged.model_id}", name).version
     client.set_registered_model_alias(name, "challenger", version)
     print(
-        f"trained: run train-{stem}, registered {name} version {version} as @challenger"
+        f"trained: project run train-{stem} (entry point train), "
+        f"registered {name} version {version} as @challenger"
     )
 
     # 4. Evaluate both on the same data, then validate the challenger against the champion.

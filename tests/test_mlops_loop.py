@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 
 from mlops_course.data import FEATURES, PATH_ENV_VAR, TARGET
 from mlops_course.execute import REPO_DIR
@@ -42,6 +43,23 @@ def retrain(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run pipeline/retrain.py from the command line."""
     return subprocess.run([sys.executable, str(RETRAIN), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
+
+
+def assert_project_training_run(run, name: str, data: str) -> None:
+    """run is the `train` entry point's project run, and logged what training must log."""
+    tags, metrics = run.data.tags, run.data.metrics
+    assert run.info.run_name == name and run.info.status == "FINISHED"
+    assert tags["mlflow.source.type"] == "PROJECT", "trained in a project run"
+    assert tags["mlflow.project.entryPoint"] == "train"
+    assert tags["mlflow.project.backend"] == "local"
+    assert {"data", "eval_data", "alpha", "l1_ratio"} == set(run.data.params)
+    assert run.data.params["alpha"] == "0.1" and run.data.params["l1_ratio"] == "0.1"
+    ((dataset, context),) = [(e.dataset, {t.key: t.value for t in e.tags}
+                              ["mlflow.data.context"]) for e in run.inputs.dataset_inputs]
+    assert (dataset.name, context) == (data, "training") and dataset.digest
+    assert len([k for k in metrics if k.startswith("drift_ks/")]) == len(FEATURES)
+    assert "system/cpu_utilization_percentage" in metrics
+    assert len(run.outputs.model_outputs) == 1, "one model, logged by the training run"
 
 
 # --- The workflow and the script, on their own ---------------------------------------------
@@ -110,6 +128,17 @@ def test_pipeline_on_its_own_promotes_a_first_model_then_refuses_a_worse_one(tmp
     assert "root_mean_squared_error minimum relative change check failed" in second.stdout
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for version, data in (("1", "batch"), ("2", "red")):
+        source = client.get_model_version("wine", version).source  # models:/<model id>
+        run = client.get_run(client.get_logged_model(
+            source.removeprefix("models:/")).source_run_id)
+        assert_project_training_run(run, f"train-{data}", data)
+    logged = client.get_logged_model(
+        client.get_model_version("wine", "1").source.removeprefix("models:/"))
+    folder = Path(logged.artifact_location.removeprefix("file://"))
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    assert {"signature", "saved_input_example_info"} <= set(mlmodel)
+    assert (folder / "requirements.txt").is_file(), "the model names its pip requirements"
     aliases = client.get_registered_model("wine").aliases
     assert {alias: str(v) for alias, v in aliases.items()} == {"champion": "1"}
     assert [client.get_model_version("wine", v).tags["validation_status"]
@@ -173,6 +202,19 @@ def test_runs_record_their_datasets_and_system_metrics(executed):
             "one file, one digest, whether the notebook or the pipeline logged it"
         white = client.get_run(pipeline["train-white-batch"])
         assert [e.dataset.name for e in white.inputs.dataset_inputs] == ["white-batch"]
+
+
+@pytest.mark.slow
+def test_the_pipeline_trains_in_project_runs(executed):
+    result = executed(NOTEBOOK)
+    client = result.client()
+    versions = versions_by_run(result)
+    for pipeline in runs_named(result, PIPELINE_EXPERIMENT):
+        for data in ("white-batch", "red-train"):
+            run = client.get_run(pipeline[f"train-{data}"])
+            assert_project_training_run(run, f"train-{data}", data)
+            registered = versions[run.info.run_id].source.removeprefix("models:/")
+            assert registered == run.outputs.model_outputs[0].model_id
 
 
 @pytest.mark.slow
