@@ -204,6 +204,9 @@ def chapter(tmp_path_factory):
         stack = found["stack"] = Stack(folder)
         os.environ.update(MLFLOW_TRACKING_USERNAME="admin",
                           MLFLOW_TRACKING_PASSWORD=stack.admin_password)
+        # A stack in use holds other experiments: the chapter must not rely on its
+        # experiments having the same IDs on the laptop and on the server.
+        MlflowClient(tracking_uri=stack.uri).create_experiment("09-in-use-already")
         try:
             execute_notebook(source, copy, scratch_dir=laptop,
                              parameters={"team_server_uri": stack.uri})
