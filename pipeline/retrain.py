@@ -70,6 +70,19 @@ def check_data(path: Path) -> pd.DataFrame:
     return frame[COLUMNS].astype(float)
 
 
+def checked_inputs(args: argparse.Namespace, script: str) -> tuple | None:
+    """The batch and the evaluation data, checked; None, said on stderr, if either is bad."""
+    try:
+        return check_data(args.data), check_data(args.eval_data)
+    except BadInput as error:
+        print(
+            f"{script}: bad input, stopped before training; the registry is unchanged.\n"
+            f"  {error}",
+            file=sys.stderr,
+        )
+        return None
+
+
 def drift(batch: pd.DataFrame, reference: pd.DataFrame) -> dict[str, float]:
     """Kolmogorov-Smirnov statistic (0: same distribution, 1: disjoint) of each feature."""
     from scipy.stats import ks_2samp
@@ -123,15 +136,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        batch, evaluation = check_data(args.data), check_data(args.eval_data)
-    except BadInput as error:
-        print(
-            f"retrain.py: bad input, stopped before training; nothing was changed.\n"
-            f"  {error}",
-            file=sys.stderr,
-        )
+    if not (inputs := checked_inputs(args, "retrain.py")):
         return 2
+    batch, evaluation = inputs
     print(
         f"data: {args.data.name} ({len(batch)} rows) to train, "
         f"{args.eval_data.name} ({len(evaluation)} rows) to evaluate"

@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from retrain import SEED, BadInput, check_data, drift  # pipeline/retrain.py, beside this
+from retrain import SEED, checked_inputs, drift  # pipeline/retrain.py, beside this
 
 from mlops_course.data import FEATURES, TARGET
 
@@ -34,13 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        batch, evaluation = check_data(args.data), check_data(args.eval_data)
-    except BadInput as error:
-        print(
-            f"train.py: bad input, stopped before training.\n  {error}", file=sys.stderr
-        )
+    if not (inputs := checked_inputs(args, "train.py")):
         return 2
+    batch, evaluation = inputs
     train(args, batch, drift(batch, evaluation))
     return 0
 

@@ -102,7 +102,7 @@ def test_bad_input_stops_before_training_and_changes_nothing(tmp_path, breakage,
     done = retrain("--data", bad, "--eval-data", tmp_path / "white.csv",
                    "--tracking-uri", f"sqlite:///{store}", "--model-name", "m", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    assert "stopped before training; nothing was changed" in done.stderr
+    assert "stopped before training; the registry is unchanged" in done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not store.exists(), "the store must not even be opened"
