@@ -177,17 +177,7 @@ def test_compose_file_matches_the_compose_specification():
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-# The chapter itself -------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_runs_twice_with_identical_metrics(executed):
-    result = executed(NOTEBOOK)
-
-    def logged(runs):
-        return sorted((exp, run, sorted(m.items())) for exp, run, m in runs.values())
-
-    assert logged(result.second_pass) == logged(result.first_pass)
-
+# The chapter itself (two passes, identical metrics: tests/test_notebooks.py) ---------------
 
 @pytest.mark.slow
 def test_the_docker_project_entry_command_finished_its_run(executed):

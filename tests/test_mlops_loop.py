@@ -168,13 +168,9 @@ def versions_by_run(result) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_runs_twice_with_identical_metrics(executed):
+def test_each_step_of_the_loop_logged_its_run(executed):
+    # Two passes, identical metrics: tests/test_notebooks.py checks it for every chapter.
     result = executed(NOTEBOOK)
-
-    def logged(runs):
-        return sorted((exp, run, sorted(m.items())) for exp, run, m in runs.values())
-
-    assert logged(result.second_pass) == logged(result.first_pass)
     names = {name for _, name, _ in result.first_pass.values()}
     assert {"red-champion", "weak-challenger", "monitor-white", "train-white-batch",
             "gate-white-batch", "train-red-train", "gate-red-train"} <= names

@@ -185,10 +185,6 @@ class Chapter:
     stack: Stack
     left_by_own_stack: list[str]  # chapter processes still running after the first pass
 
-    def copy(self, attempt: int) -> Path:
-        """The executed copy of pass 1 or 2."""
-        return self.result.first_copy.with_name(f"pass{attempt}-{NOTEBOOK}.ipynb")
-
 
 @pytest.fixture(scope="module")
 def chapter(tmp_path_factory):
@@ -243,7 +239,7 @@ def test_laptop_runs_are_identical_in_both_passes(chapter):
 @pytest.mark.slow
 def test_both_passes_show_refusals_and_no_secret(chapter):
     for attempt in (1, 2):
-        shown = outputs_text(chapter.copy(attempt))
+        shown = outputs_text(chapter.result.copy(attempt))
         assert "no credentials: 401 Unauthorized" in shown
         assert "wrong password: 401 Unauthorized" in shown
         assert "bob reads alice's sandbox: 403 PERMISSION_DENIED" in shown
@@ -259,7 +255,7 @@ def test_both_passes_show_refusals_and_no_secret(chapter):
 
 @pytest.mark.slow
 def test_own_stack_drills_host_check_and_screenshots(chapter):
-    shown = outputs_text(chapter.copy(1))
+    shown = outputs_text(chapter.result.copy(1))
     assert "mlflow.elsewhere.example -> 403 Invalid Host header" in shown
     assert "the run's history afterwards: [(0, 0.9), (2, 0.3)]" in shown
     assert "params of the run: {'note': 'logged while the bucket was away'}" in shown
@@ -280,7 +276,7 @@ def test_database_holds_the_team_runs_with_the_first_passes_metrics(chapter):
     bob = metrics["bob-less-regularised"]
     printed = str({key: round(bob[key], 4) for key in ("rmse", "mae", "r2")})
     for attempt in (1, 2):
-        assert printed in outputs_text(chapter.copy(attempt)), f"pass {attempt}: {printed}"
+        assert printed in outputs_text(chapter.result.copy(attempt)), f"pass {attempt}: {printed}"
     versions = chapter.stack.sql("SELECT version FROM model_versions WHERE name = '09-wine-quality'")
     alias = chapter.stack.sql("SELECT version FROM registered_model_aliases "
                               "WHERE name = '09-wine-quality' AND alias = 'champion'")

@@ -77,10 +77,14 @@ class ExecutedNotebook:
         """The scratch store's URI."""
         return f"sqlite:///{self.scratch_dir / 'mlflow.db'}"
 
+    def copy(self, attempt: int) -> Path:
+        """The executed copy of pass 1 or 2 (outputs, screenshots)."""
+        return self.scratch_dir.parent / f"pass{attempt}-{self.name}.ipynb"
+
     @property
     def first_copy(self) -> Path:
-        """The executed copy of the first pass (outputs, screenshots)."""
-        return self.scratch_dir.parent / f"pass1-{self.name}.ipynb"
+        """The executed copy of the first pass, the one the book shows."""
+        return self.copy(1)
 
     def client(self) -> MlflowClient:
         """A client on the scratch store."""
