@@ -10,6 +10,7 @@ import pytest
 
 from book_fixtures import BOOK, built_book, chapters  # noqa: F401
 from mlops_course.execute import REPO_DIR, code_cells
+from mlops_course.testing import output_texts
 
 pytestmark = pytest.mark.slow
 
@@ -74,17 +75,6 @@ def test_downloaded_notebooks_carry_no_build_path_and_no_injected_cell(built_boo
         if "papermill" in nb.metadata or any("papermill" in c.metadata for c in nb.cells):
             problems.append(f"{chapter}: papermill metadata")
     assert not problems, "\n".join(problems)
-
-
-def output_texts(nb: nbformat.NotebookNode):
-    """(cell number, text) for every text output of the executed notebook's code cells."""
-    for number, cell in enumerate(nb.cells, start=1):
-        for output in cell.get("outputs", []):
-            texts = [output.get("text", ""), *output.get("traceback", [])]
-            for mime, value in output.get("data", {}).items():
-                if mime.startswith("text/") or mime.endswith("json"):
-                    texts.append(value if isinstance(value, str) else json.dumps(value))
-            yield number, "\n".join(texts)
 
 
 def test_no_executed_output_shows_a_build_path(built_book):

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,16 +149,21 @@ def run_as_learner(source: Path, copy: Path, folder: Path) -> None:
     (folder / f"{copy.stem}.ipynb").replace(copy)
 
 
-def outputs_text(executed_ipynb: Path) -> str:
-    """Every text a reader sees in an executed notebook's outputs (images left out)."""
-    parts = []
-    for cell in nbformat.read(executed_ipynb, as_version=4).cells:
+def output_texts(nb: nbformat.NotebookNode) -> Iterator[tuple[int, str]]:
+    """(cell number, text) for every output of an executed notebook (images left out)."""
+    for number, cell in enumerate(nb.cells, start=1):
         for output in cell.get("outputs", []):
-            parts += [output.get("text", ""), *output.get("traceback", [])]
-            parts += [value if isinstance(value, str) else json.dumps(value)
+            texts = [output.get("text", ""), *output.get("traceback", [])]
+            texts += [value if isinstance(value, str) else json.dumps(value)
                       for mime, value in output.get("data", {}).items()
                       if mime.startswith("text/") or mime.endswith("json")]
-    return "\n".join(parts)
+            yield number, "\n".join(texts)
+
+
+def outputs_text(executed_ipynb: Path) -> str:
+    """Every text a reader sees in an executed notebook's outputs (images left out)."""
+    nb = nbformat.read(executed_ipynb, as_version=4)
+    return "\n".join(text for _, text in output_texts(nb))
 
 
 def check_screenshots(shots: dict[str, dict], expected: dict[str, str]) -> None:
