@@ -1,4 +1,5 @@
-"""The `mlops-course` command: `check` a machine before the day, `reset` a learner's store."""
+"""The `mlops-course` command: `check` a machine before the day, `reset` a learner's store,
+and, for a facilitator, a room's accounts (`roster`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mlops_course import roster
 from mlops_course.check import CHAPTERS, ready, report, run_checks
 from mlops_course.execute import REPO_DIR
 from mlops_course.reset import reset_store, restore_hint
@@ -44,6 +46,23 @@ def reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def accounts(args: argparse.Namespace) -> int:
+    """Create, reset or remove learners' accounts; passwords appear only on the cards."""
+    if args.action == "create":
+        cards, existing = roster.create(args.server, roster.read_roster(Path(args.target)))
+        print("".join(card.text() for card in cards), end="")
+        print(f"Created {len(cards)} accounts on {args.server}.")
+        if existing:
+            print(f"Already there, left as they are: {', '.join(existing)} "
+                  "(`roster reset NAME` gives a new password).")
+    elif args.action == "reset":
+        print(roster.reset(args.server, args.target).text(), end="")
+    else:
+        roster.remove(args.server, args.target)
+        print(f"Removed {args.target} from {args.server}: their password is refused now.")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     import getpass
@@ -61,6 +80,12 @@ def parser() -> argparse.ArgumentParser:
     resetting = commands.add_parser("reset", help="move your MLflow store to a backup folder")
     resetting.add_argument("--folder", help="where the store is (default: notebooks/)")
     resetting.set_defaults(handler=reset)
+    room = commands.add_parser("roster", help="learners' accounts on the room's server "
+                               "(as its admin: MLFLOW_TRACKING_USERNAME/PASSWORD)")
+    room.add_argument("action", choices=["create", "reset", "remove"])
+    room.add_argument("target", help="create: a CSV with a username column; else a username")
+    room.add_argument("--server", required=True, metavar="URL", help="the room's server")
+    room.set_defaults(handler=accounts)
     return top
 
 
