@@ -1,17 +1,20 @@
 """The data loader: explicit path, environment variable, cache, download, and clear errors."""
 
+import datetime
 import http.server
 import os
 import shutil
 import socket
+import ssl
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from mlops_course.data import (
     CACHE_ENV_VAR, PATH_ENV_VAR, ROWS, ROWS_BY_COLOUR, TARGET, WineDataError, cache_path,
-    load_wine_quality,
+    download, load_wine_quality,
 )
 
 
@@ -100,7 +103,88 @@ def test_offline_without_a_copy_says_what_to_do(no_copy):
         load_wine_quality(url=closed_port_url())
     message = str(error.value)
     assert PATH_ENV_VAR in message and str(no_copy) in message and "internet" in message
+    assert "Connection refused" in message or "10061" in message, "the real cause is named"
     assert not no_copy.exists()
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """No proxy variables, whatever the machine sets."""
+    for name in ["http_proxy", "https_proxy", "all_proxy", "no_proxy"]:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no authority signed, and its key (PEM files)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert, key_file = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert, key_file
+
+
+def test_a_certificate_failure_is_named_with_its_fix(real_csv, no_copy, http_server, no_proxy):
+    root, base_url = http_server
+    shutil.copy(real_csv, root / "winequality-red.csv")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*self_signed_certificate(no_copy.parent.parent))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(WineDataError) as error:
+            load_wine_quality(url=f"https://127.0.0.1:{server.server_port}/winequality-red.csv")
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(error.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "Install Certificates.command" in message
+    assert "SSL_CERT_FILE" in message and "offline" not in message
+    assert not no_copy.exists()
+
+
+def test_a_failing_proxy_is_named(no_copy, no_proxy, monkeypatch):
+    proxy = closed_port_url().rsplit("/", 1)[0]
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    urllib.request.install_opener(None)  # urlopen reads the proxy variables again
+    try:
+        with pytest.raises(WineDataError, match=f"(?s)through the proxy {proxy}.*HTTPS_PROXY"):
+            load_wine_quality(url="http://archive.ics.uci.edu/winequality-red.csv")
+    finally:
+        urllib.request.install_opener(None)  # ... and forgets this one
+
+
+def test_a_name_that_cannot_be_looked_up_means_offline_or_a_proxy(no_copy, no_proxy,
+                                                                   monkeypatch):
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(WineDataError, match="(?s)could not be looked up.*offline.*proxy"):
+        load_wine_quality(url="https://archive.ics.uci.edu/winequality-red.csv")
+
+
+def test_a_server_that_never_answers_is_named(tmp_path, no_proxy):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/winequality-red.csv"
+        with pytest.raises(WineDataError, match="did not answer in time"):
+            download(url, tmp_path / "winequality-red.csv", timeout=0.5)
 
 
 def test_missing_file_on_the_server(no_copy, http_server):

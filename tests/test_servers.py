@@ -60,3 +60,47 @@ def test_environment_puts_this_python_first_on_path():
     env = servers.environment(EXTRA="1")
     assert env["EXTRA"] == "1"
     assert env["PATH"].split(servers.os.pathsep)[0] == servers.sysconfig.get_path("scripts")
+
+
+# What uvicorn prints when its port is taken, on each system (the errno and its text).
+BIND_FAILURES = {
+    "linux": "[Errno 98] error while attempting to bind on address ('127.0.0.1', 1234): "
+             "address already in use",
+    "macos": "[Errno 48] error while attempting to bind on address ('127.0.0.1', 1234): "
+             "address already in use",
+    "windows": "[Errno 10048] error while attempting to bind on address ('127.0.0.1', 1234): "
+               "only one usage of each socket address (protocol/network address/port) is "
+               "normally permitted",
+}
+
+
+@pytest.mark.parametrize("system", BIND_FAILURES)
+def test_a_taken_port_is_recognised_in_every_systems_words(system):
+    assert servers.says_port_taken(BIND_FAILURES[system])
+    assert not servers.says_port_taken("[Errno 111] Connection refused")
+
+
+def test_a_taken_port_is_recognised_by_its_error_number():
+    assert servers.is_port_taken(OSError(servers.errno.EADDRINUSE, "Address already in use"))
+    assert servers.is_port_taken(OSError(10048, "Only one usage of each socket address"))
+    assert not servers.is_port_taken(OSError(servers.errno.ECONNREFUSED, "Connection refused"))
+
+
+def test_a_bound_port_that_does_not_listen_yet_counts_as_taken():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        assert servers.port_in_use(holder.getsockname()[1])
+    assert not servers.port_in_use(servers.free_port())
+
+
+def test_a_command_that_finds_its_port_taken_is_reported_as_such(tmp_path):
+    # The port is free when start() checks; the command itself then fails to bind it.
+    port = servers.free_port()
+    code = ("import socket, sys\n"
+            "address = ('127.0.0.1', int(sys.argv[1]))\n"
+            "first = socket.socket()\n"
+            "first.bind(address)\n"
+            "socket.socket().bind(address)\n")
+    with pytest.raises(servers.ServerError, match=f"^Port {port} is already in use") as error:
+        servers.start(python_command(tmp_path, code, port), f"http://127.0.0.1:{port}/")
+    assert "exited with code 1" in str(error.value)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import ssl
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -70,19 +73,54 @@ def parse_wine_csv(source: str | Path | io.BytesIO, origin: str, rows: int = ROW
     return frame[FEATURES + [TARGET]]
 
 
+def download_failure(error: OSError, url: str) -> tuple[str, str]:
+    """Why a download failed, and what fixes it: certificates, a proxy, the network or the server."""
+    reason = getattr(error, "reason", error)  # URLError wraps the cause
+    host = urlsplit(url).hostname
+    proxy = urllib.request.getproxies().get(urlsplit(url).scheme)
+    if isinstance(error, urllib.error.HTTPError):
+        return f"{host} answered {error.code} {error.reason}", "check the URL and run again"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return (
+            f"Python could not verify {host}'s certificate "
+            f"(CERTIFICATE_VERIFY_FAILED: {reason.verify_message})",
+            "with python.org's Python on macOS, run its `Install Certificates.command` "
+            "(in /Applications/Python 3.x/); behind a proxy that inspects HTTPS, set "
+            "SSL_CERT_FILE to the proxy's CA certificate; then run again",
+        )
+    if proxy and not urllib.request.proxy_bypass(host or ""):
+        return (
+            f"the request went through the proxy {proxy} and failed ({reason})",
+            "check the proxy (HTTPS_PROXY, HTTP_PROXY) and run again",
+        )
+    if isinstance(reason, socket.gaierror):
+        return (
+            f"{host} could not be looked up ({reason}): you are offline, or your network "
+            "needs a proxy",
+            "connect to the internet (or set HTTPS_PROXY to your proxy) and run again",
+        )
+    if isinstance(reason, TimeoutError):
+        return (
+            f"{host} did not answer in time: the network is slow, or a firewall blocks it",
+            "try again later, or on another network",
+        )
+    return str(reason), "connect to the internet and run again"
+
+
 def download(url: str, destination: Path, rows: int = ROWS, timeout: float = 30) -> pd.DataFrame:
     """Fetch the CSV from url, check it, and save it atomically at destination."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             payload = response.read()
     except (urllib.error.URLError, TimeoutError, OSError) as error:
+        cause, fix = download_failure(error, url)
         raise WineDataError(
-            f"No copy of the wine data was found and the download from {url} failed "
-            f"({error}).\nFix it one of three ways:\n"
+            f"No copy of the wine data was found and the download from {url} failed: "
+            f"{cause}.\nFix it one of three ways:\n"
             f"  * set {PATH_ENV_VAR}=/path/to/winequality-red.csv, with "
             f"winequality-white.csv beside it (or pass the file's path),\n"
             f"  * copy the file to {destination},\n"
-            "  * connect to the internet and run again."
+            f"  * {fix}."
         ) from error
     frame = parse_wine_csv(io.BytesIO(payload), f"The download from {url}", rows)
     destination.parent.mkdir(parents=True, exist_ok=True)

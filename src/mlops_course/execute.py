@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from mlops_course.servers import free_port
+from mlops_course.servers import environment, free_port
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 FORCE_ENV_VAR = "MLOPS_COURSE_EXECUTE"  # "force": execute every notebook again
@@ -233,7 +233,7 @@ def execute_notebook(
             "JUPYTER_PREFER_ENV_PATH": "1",
             "PYTHONHASHSEED": "0",
             # As in an activated environment: `python` and `mlflow` are this interpreter's.
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": environment()["PATH"],  # its scripts folder: bin/, or Scripts on Windows
         }
         command = [
             sys.executable, "-m", "papermill", str(staged), str(executed),

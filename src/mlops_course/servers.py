@@ -6,7 +6,9 @@ Works on Linux, macOS and Windows: psutil finds and stops the whole process tree
 from __future__ import annotations
 
 import atexit
+import errno
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -20,6 +22,17 @@ import psutil
 import requests
 
 
+# "Address already in use": errno.EADDRINUSE (98 on Linux, 48 on macOS), Windows' 10048.
+WSAEADDRINUSE = 10048
+PORT_TAKEN_ERRNOS = frozenset({errno.EADDRINUSE, WSAEADDRINUSE})
+# How a server's output says it: the errno's text on Linux and macOS, Windows' own words.
+PORT_TAKEN_OUTPUT = re.compile(
+    r"address already in use|only one usage of each socket address"
+    r"|\[(?:Errno|WinError) (?:48|98|10048)\]",
+    re.IGNORECASE,
+)
+
+
 class ServerError(RuntimeError):
     """A server could not start: the port is taken, it exited, or it never answered."""
 
@@ -31,9 +44,36 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def is_port_taken(error: OSError) -> bool:
+    """True when error says "address already in use", on Linux, macOS or Windows."""
+    return error.errno in PORT_TAKEN_ERRNOS or getattr(error, "winerror", None) == WSAEADDRINUSE
+
+
+def says_port_taken(output: str) -> bool:
+    """True when a program's output reports that its port is taken, in any system's words."""
+    return PORT_TAKEN_OUTPUT.search(output) is not None
+
+
+def port_taken_message(port: int) -> str:
+    """What to do when port is taken."""
+    return (f"Port {port} is already in use on 127.0.0.1. Stop the program that uses it, "
+            "or choose another port, and run this again.")
+
+
 def port_in_use(port: int) -> bool:
-    """True when something on 127.0.0.1 accepts connections on port."""
+    """True when a server could not listen on 127.0.0.1:port: a bind fails, or something answers."""
     with socket.socket() as probe:
+        # Bind as servers do: over a closed connection's leftovers, but never sharing (Windows).
+        option = socket.SO_EXCLUSIVEADDRUSE if os.name == "nt" else socket.SO_REUSEADDR
+        probe.setsockopt(socket.SOL_SOCKET, option, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            if is_port_taken(error):
+                return True
+            raise
+    with socket.socket() as probe:
+        probe.settimeout(1)  # a refused connection takes about 2 s on Windows
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
@@ -115,16 +155,14 @@ def start(
 ) -> Server:
     """Run command in the background and return once url answers (with status, if given).
 
-    Raises ServerError, with the command's last output, if the port is already taken, the
-    command exits, or url gives no answer within timeout seconds. The server is stopped
-    when the Python process exits, even after an error in a later notebook cell.
+    Raises ServerError, with the command's last output, if the port is already taken (before
+    the start, or the command says so), the command exits, or url gives no answer within
+    timeout seconds. The server is stopped when the Python process exits, even after an
+    error in a later notebook cell.
     """
     port = urlsplit(url).port
     if port and port_in_use(port):
-        raise ServerError(
-            f"Port {port} is already in use on 127.0.0.1. Stop the program that uses it, "
-            "or choose another port, and run this again."
-        )
+        raise ServerError(port_taken_message(port))
     if log_path is None:
         log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log")[1])
     log_path = Path(log_path)
@@ -149,9 +187,12 @@ def wait_until_answers(server: Server, timeout: float, status: int | None) -> No
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.running():
+            output = server.log()
+            port = urlsplit(server.url).port
+            cause = port_taken_message(port) + " " if port and says_port_taken(output) else ""
             raise ServerError(
-                f"`{server.command}` exited with code {server.process.returncode}. "
-                f"Its last output:\n{server.log()[-2000:]}"
+                f"{cause}`{server.command}` exited with code {server.process.returncode}. "
+                f"Its last output:\n{output[-2000:]}"
             )
         try:
             reply = requests.get(server.url, timeout=5)
