@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import psutil
@@ -30,6 +31,9 @@ COMPOSE = REPO_DIR / "team_server" / "docker-compose.yml"
 EXPERIMENT = "10-containers"
 # An exact release of the course's Python, with the digest of its content.
 PINNED_BASE = re.compile(r"python:(\d+\.\d+)\.\d+-slim-[a-z]+@sha256:[0-9a-f]{64}")
+# The requirements file each image installs (copied into it as requirements.txt).
+REQUIREMENTS = {"dev": "requirements.txt",
+                "docker_project": "containers/docker_project/requirements.txt"}
 LITERAL_PASSWORD = re.compile(r"(?i)passw(or)?d\w*\s*[:=]\s*(?![\s$]|\{)\S")
 
 
@@ -80,15 +84,44 @@ def test_image_is_pinned_runs_as_a_user_and_installs_the_course_pins(dockerfile)
     assert pinned[1] == python_env["python"], "the course's Python version"
     users = [args for name, args in steps if name == "USER"]
     assert users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), "a numeric non-root USER"
-    assert ("RUN", "pip install --no-cache-dir -r requirements.txt") == next(
-        (n, a) for n, a in steps if n == "RUN" and "pip" in a)
-    assert ("COPY", "requirements.txt pyproject.toml ./") in steps
+    install = next(a for n, a in steps if n == "RUN" and "pip install" in a)
+    assert "pip install --no-cache-dir -r requirements.txt" in install
+    copied = {s.rstrip("/") for n, a in steps if n == "COPY" for s in a.split()[:-1]
+              if not s.startswith("--")}
+    assert copied == {REQUIREMENTS[dockerfile.parent.name], "pyproject.toml", "src"}
 
 
 def test_both_images_share_the_base_and_the_user():
     first, second = ([a for n, a in instructions(p) if n in ("FROM", "USER")]
                      for p in DOCKERFILES)
     assert first == second
+
+
+def test_training_requirements_are_the_course_pins_train_py_needs():
+    slim = [line for line in (DOCKER_PROJECT / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    course = set((REPO_DIR / "requirements.txt").read_text().splitlines())
+    assert [line for line in slim if line not in course] == [], "pinned as in requirements.txt"
+    assert {line.split("==")[0] for line in slim} == {"mlflow", "scikit-learn", "pandas", "numpy"}
+    train_py = (DOCKER_PROJECT / "train.py").read_text()
+    imported = set(re.findall(r"^\s*(?:from|import) (\w+)", train_py, flags=re.M))
+    assert imported - {"argparse", "sys", "pathlib"} == {"mlflow", "numpy", "sklearn",
+                                                         "mlops_course"}
+    assert "pip install --no-cache-dir --no-deps ." in (DOCKER_PROJECT / "Dockerfile").read_text()
+
+
+def test_development_image_has_what_every_chapter_needs():
+    steps = instructions(CONTAINERS / "dev" / "Dockerfile")
+    apt = next(a for n, a in steps if n == "RUN" and "apt-get install" in a)
+    assert {"git", "default-jre-headless", "chromium"} <= set(apt.split())
+    assert "--no-install-recommends" in apt and "rm -rf /var/lib/apt/lists/*" in apt
+    env = " ".join(a for n, a in steps if n == "ENV")
+    assert "VIRTUAL_ENV=/opt/venv" in env and "PATH=/opt/venv/bin:$PATH" in env
+    assert "python -m venv /opt/venv" in next(a for n, a in steps if "pip install" in a)
+    # The user owns the environment, so postCreateCommand can install into it.
+    user_at = next(i for i, (n, _) in enumerate(steps) if n == "USER")
+    venv_at = next(i for i, (_, a) in enumerate(steps) if "python -m venv" in a)
+    assert user_at < venv_at
 
 
 def test_development_image_runs_jupyter_with_a_token_behind_a_published_port():
@@ -126,7 +159,7 @@ def test_dockerignore_lets_in_only_what_the_images_copy():
     for dockerfile in DOCKERFILES:
         for name, args in instructions(dockerfile):
             if name == "COPY":
-                sources = args.split()[:-1]
+                sources = [s for s in args.split()[:-1] if not s.startswith("--")]
                 assert {s.rstrip("/") for s in sources} <= allowed, (dockerfile, sources)
     assert not {".venv", "mlruns", "mlflow.db", ".git"} & allowed
 
@@ -139,6 +172,36 @@ def test_devcontainer_json_builds_the_development_image():
     assert config["remoteUser"] == "course"
     assert config["workspaceFolder"] in config["workspaceMount"]
     assert "runArgs" not in config and "appPort" not in config, "no port on every interface"
+    # Dev Containers replace the image's command unless told not to (the spec's
+    # overrideCommand, default true for an image or a Dockerfile): Jupyter must start.
+    assert config["overrideCommand"] is False
+    install, tests = config["postCreateCommand"].split(" && ")
+    assert install == "pip install -r requirements-dev.txt", "the README's install"
+    assert tests == 'python -m pytest -m "not slow"', "the quick tests"
+
+
+# The keys of the dev container specification (containers.dev, devContainer.base.schema.json)
+# this file may use, with their types. No copy of the schema is available offline, so the
+# test holds this allow-list, read from the specification, instead.
+DEVCONTAINER_KEYS = {
+    "name": str, "build": dict, "workspaceMount": str, "workspaceFolder": str,
+    "remoteUser": str, "overrideCommand": bool, "postCreateCommand": str,
+    "forwardPorts": list, "portsAttributes": dict, "customizations": dict,
+}
+
+
+def test_devcontainer_json_uses_only_keys_of_the_specification():
+    config = json.loads(DEVCONTAINER.read_text())
+    unknown = set(config) - set(DEVCONTAINER_KEYS)
+    assert not unknown, f"not in the allow-list (check the spec, then add): {unknown}"
+    for key, value in config.items():
+        assert isinstance(value, DEVCONTAINER_KEYS[key]), f"{key}: {type(value).__name__}"
+    assert set(config["build"]) <= {"dockerfile", "context", "args", "target", "cacheFrom"}
+    assert all(isinstance(p, int) and 0 < p < 65536 for p in config["forwardPorts"])
+    assert set(config["portsAttributes"]) <= {str(p) for p in config["forwardPorts"]}
+    for attributes in config["portsAttributes"].values():
+        assert set(attributes) <= {"label", "onAutoForward", "protocol", "requireLocalPort",
+                                   "elevateIfNeeded"}
 
 
 def test_docker_project_is_chapter_6s_project_in_a_container():
@@ -156,6 +219,7 @@ def test_docker_project_is_chapter_6s_project_in_a_container():
         assert re.fullmatch(r"[\w.-]+", name) and target.startswith("/"), "a named volume"
     for variable in spec["docker_env"]["environment"]:
         assert isinstance(variable, list) and len(variable) == 2, "[name, value] pairs"
+    assert "-A env-file=credentials.env" in (DOCKER_PROJECT / "MLproject").read_text()
     assert (DOCKER_PROJECT / "train.py").read_text() == (REPO_DIR / "conda_env/train.py").read_text()
 
 
@@ -228,3 +292,75 @@ def test_outputs_hold_no_build_paths_and_no_token(executed):
         assert build_path not in printed, f"a build path in the outputs: {build_path}"
     assert not re.search(r"\b[0-9a-f]{48}\b", printed), "a token (48 hex digits) was printed"
     assert "Traceback" not in printed
+
+
+# The `docker run` command MLflow builds for the project (mlflow/projects/backend/local.py,
+# _get_docker_command), with a stand-in for the image: no container engine needed. ------
+
+SECRET = "a-password-that-must-not-reach-any-command-line"
+IMAGE = SimpleNamespace(tags=["wine-quality-docker:0000000"])
+
+
+def options(argv: list[str], flag: str) -> list[str]:
+    """The values given after each `flag` in a command."""
+    return [argv[i + 1] for i, token in enumerate(argv[:-1]) if token == flag]
+
+
+def docker_command(tracking_uri: str, run, **arguments) -> list[str]:
+    """MLflow's docker run command for the project, under tracking_uri."""
+    import mlflow
+    from mlflow.projects.backend.local import _get_docker_command
+
+    spec = yaml.safe_load((DOCKER_PROJECT / "MLproject").read_text())["docker_env"]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return _get_docker_command(IMAGE, run, volumes=spec["volumes"],
+                                   user_env_vars=arguments.pop("env", spec["environment"]),
+                                   **arguments)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture
+def credentials(monkeypatch):
+    """A signed-in user's variables, and S3 keys, in this process's environment."""
+    for name in ("MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, SECRET)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+
+
+def test_against_a_server_credentials_reach_the_container_by_name_only(credentials):
+    run_id = "0" * 32
+    run = SimpleNamespace(info=SimpleNamespace(
+        run_id=run_id, experiment_id="1", artifact_uri=f"mlflow-artifacts:/1/{run_id}/artifacts"))
+    server = "http://127.0.0.1:5000"
+    argv = docker_command(server, run, docker_args={"network": "host",
+                                                    "env-file": "credentials.env"})
+    project_volumes = yaml.safe_load((DOCKER_PROJECT / "MLproject").read_text())[
+        "docker_env"]["volumes"]
+    assert options(argv, "-v") == project_volumes, "nothing of your disk is mounted"
+    variables = dict(pair.split("=", 1) for pair in options(argv, "-e"))
+    assert variables == {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": server,
+                         "MLFLOW_EXPERIMENT_ID": "1",
+                         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    assert options(argv, "--env-file") == ["credentials.env"]
+    # MLflow joins the tokens into one `bash -c` string: neither holds a secret or a user.
+    command = " ".join(argv)
+    assert SECRET not in command and "alice" not in command
+    names = [line.strip() for line in (DOCKER_PROJECT / "credentials.env").read_text()
+             .splitlines() if line.strip() and not line.startswith("#")]
+    assert names == ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"], "names only"
+    # With proxied artifacts MLflow copies no storage keys; for S3 artifacts it would put
+    # them on the command line as values (_get_s3_artifact_cmd_and_envs).
+    assert "AWS_SECRET_ACCESS_KEY" not in variables
+    from mlflow.projects.backend.local import _get_s3_artifact_cmd_and_envs
+    assert _get_s3_artifact_cmd_and_envs(None)[1]["AWS_SECRET_ACCESS_KEY"] == SECRET
+
+
+def test_a_bare_name_under_environment_puts_its_value_on_the_command_line(credentials):
+    run = SimpleNamespace(info=SimpleNamespace(
+        run_id="0" * 32, experiment_id="1", artifact_uri="mlflow-artifacts:/1/x/artifacts"))
+    argv = docker_command("http://127.0.0.1:5000", run, env=["MLFLOW_TRACKING_PASSWORD"])
+    assert f"MLFLOW_TRACKING_PASSWORD={SECRET}" in options(argv, "-e"), (
+        "MLflow copies the value itself: why credentials.env exists")
