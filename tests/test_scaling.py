@@ -28,9 +28,9 @@ SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / f"{NOTEBOOK}.ipynb"
 def java_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """The chapter's imports cell and Java check, run in a Python with only env set."""
     cells = [c.source for c in nbformat.read(SOURCE, as_version=4).cells if c.cell_type == "code"]
-    check = next(source for source in cells if "def java_major" in source)
+    at = next(i for i, source in enumerate(cells) if "def java_major" in source)
     script = tmp_path / "java_check.py"
-    script.write_text(cells[0] + "\n" + check)
+    script.write_text("\n".join([cells[0], cells[at], cells[at + 1]]))  # imports, check
     return subprocess.run([sys.executable, str(script)], env={"SYSTEMROOT": "C:\\Windows", **env},
                           capture_output=True, text=True, timeout=120, check=False)
 
