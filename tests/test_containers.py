@@ -116,8 +116,9 @@ def test_development_image_has_what_every_chapter_needs():
     assert {"git", "default-jre-headless", "chromium"} <= set(apt.split())
     assert "--no-install-recommends" in apt and "rm -rf /var/lib/apt/lists/*" in apt
     env = " ".join(a for n, a in steps if n == "ENV")
-    assert "VIRTUAL_ENV=/opt/venv" in env and "PATH=/opt/venv/bin:$PATH" in env
-    assert "python -m venv /opt/venv" in next(a for n, a in steps if "pip install" in a)
+    venv = "/home/course/venv"  # in the home, which Dev Containers re-own with the user
+    assert f"VIRTUAL_ENV={venv}" in env and f"PATH={venv}/bin:$PATH" in env
+    assert f"python -m venv {venv}" in next(a for n, a in steps if "pip install" in a)
     # The user owns the environment, so postCreateCommand can install into it.
     user_at = next(i for i, (n, _) in enumerate(steps) if n == "USER")
     venv_at = next(i for i, (_, a) in enumerate(steps) if "python -m venv" in a)
@@ -178,6 +179,9 @@ def test_devcontainer_json_builds_the_development_image():
     install, tests = config["postCreateCommand"].split(" && ")
     assert install == "pip install -r requirements-dev.txt", "the README's install"
     assert tests == 'python -m pytest -m "not slow"', "the quick tests"
+    # A login shell's /etc/profile resets PATH; the editor's shells and the commands above
+    # must still find the image's environment first.
+    assert config["remoteEnv"]["PATH"].startswith("/home/course/venv/bin:")
 
 
 # The keys of the dev container specification (containers.dev, devContainer.base.schema.json)
@@ -185,7 +189,7 @@ def test_devcontainer_json_builds_the_development_image():
 # test holds this allow-list, read from the specification, instead.
 DEVCONTAINER_KEYS = {
     "name": str, "build": dict, "workspaceMount": str, "workspaceFolder": str,
-    "remoteUser": str, "overrideCommand": bool, "postCreateCommand": str,
+    "remoteUser": str, "remoteEnv": dict, "overrideCommand": bool, "postCreateCommand": str,
     "forwardPorts": list, "portsAttributes": dict, "customizations": dict,
 }
 
