@@ -1,6 +1,7 @@
 """Chapter 10: the container files are safe and valid, and the chapter proves their commands."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -368,3 +369,88 @@ def test_a_bare_name_under_environment_puts_its_value_on_the_command_line(creden
     argv = docker_command("http://127.0.0.1:5000", run, env=["MLFLOW_TRACKING_PASSWORD"])
     assert f"MLFLOW_TRACKING_PASSWORD={SECRET}" in options(argv, "-e"), (
         "MLflow copies the value itself: why credentials.env exists")
+
+
+# A closer stand-in than a bare run: the entry command in a bubblewrap sandbox that gets only
+# what MLflow's `docker run` command gives Docker (its mounts, its variables, the names of
+# --env-file, the host network), as uid 1000 without capabilities, in a user namespace
+# (Linux, run as root; bubblewrap is Debian's). -----------------------------------------
+
+SANDBOX_TOOLS = sys.platform == "linux" and shutil.which("bwrap")
+
+
+def sandboxed(argv: list[str], command: str, extra_env: dict[str, str]) -> list[str]:
+    """The docker run argv as a bwrap command; this Python's files, read-only, are the image."""
+    image_at = argv.index(IMAGE.tags[0])
+    python_home = Path(sys.executable).resolve().parents[1]  # the interpreter's own prefix
+    image = [arg for folder in ("/usr", "/etc", "/work", str(python_home))
+             if Path(folder).is_dir() for arg in ("--ro-bind", folder, folder)]
+    image += [arg for link in ("bin", "lib", "lib64", "sbin") if Path("/", link).is_symlink()
+              for arg in ("--symlink", os.readlink(Path("/", link)), f"/{link}")]
+    sandbox = ["bwrap", *image, "--dev", "/dev", "--proc", "/proc",
+               "--tmpfs", "/tmp", "--dir", "/home/course",
+               "--unshare-all", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL",
+               "--die-with-parent",
+               "--clearenv", "--setenv", "HOME", "/home/course",
+               "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin"]
+    options_at = iter(range(3, image_at))
+    for i in options_at:
+        flag, value = argv[i], argv[i + 1] if i + 1 < image_at else None
+        if flag == "--network" and value == "host":
+            sandbox.append("--share-net")
+        elif flag == "-e":
+            sandbox += ["--setenv", *value.split("=", 1)]
+        elif flag == "--env-file":  # Docker copies each bare name's value from its own env
+            for name in (DOCKER_PROJECT / value).read_text().split():
+                if not name.startswith("#") and name in os.environ:
+                    sandbox += ["--setenv", name, os.environ[name]]
+        elif flag == "-v":
+            source, target = value.rsplit(":", 1)
+            sandbox += ["--dir", target] if re.fullmatch(r"[\w.-]+", source) else [
+                "--bind", source, target]
+        else:
+            raise AssertionError(f"no stand-in for docker run {flag}")
+        next(options_at, None)
+    for name, value in extra_env.items():
+        sandbox += ["--setenv", name, value]
+    sandbox += ["--ro-bind", str(DOCKER_PROJECT), "/mlflow/projects/code",
+                "--chdir", "/mlflow/projects/code", "sh", "-c", command]
+    return sandbox
+
+
+@pytest.mark.slow
+def test_the_project_trains_in_a_sandbox_with_only_what_docker_would_get(tmp_path, credentials):
+    if not SANDBOX_TOOLS or os.geteuid() != 0:
+        assert not os.environ.get("CI"), "CI needs Debian's bubblewrap, and root"
+        pytest.skip("needs Linux, bubblewrap and root")
+    from mlflow import MlflowClient
+    from mlops_course.data import PATH_ENV_VAR
+    from mlops_course.servers import free_port, start
+
+    port = free_port()
+    server = start(f"mlflow server --backend-store-uri sqlite:///mlflow.db --serve-artifacts "
+                   f"--artifacts-destination ./artifacts --host 127.0.0.1 --port {port} "
+                   "--workers 1", f"http://127.0.0.1:{port}/health", cwd=tmp_path,
+                   log_path=tmp_path / "server.log", timeout=300)
+    try:
+        client = MlflowClient(tracking_uri=server.origin)
+        run = client.create_run(client.create_experiment("sandbox"))
+        client.log_param(run.info.run_id, "alpha", "0.5")
+        client.log_param(run.info.run_id, "l1_ratio", "0.1")
+        argv = docker_command(server.origin, run, docker_args={"network": "host",
+                                                               "env-file": "credentials.env"})
+        # The credentials arrived by name; then the entry command, as in the container.
+        command = '[ "$MLFLOW_TRACKING_PASSWORD" = "$EXPECTED" ] && python train.py 0.5 0.1'
+        data = {name: os.environ[name] for name in (PATH_ENV_VAR, "PYTHONPATH")
+                if os.environ.get(name)}  # the offline data, and this checkout's package
+        trained = subprocess.run(sandboxed(argv, command, {"EXPECTED": SECRET, **data}),
+                                 capture_output=True, text=True, timeout=600, check=False)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert client.get_run(run.info.run_id).info.status == "FINISHED"
+        (model,) = client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'")
+        assert model.artifact_location.startswith("mlflow-artifacts:/")
+        assert (tmp_path / "artifacts").is_dir(), "the server stored the model"
+    finally:
+        server.stop()
