@@ -1,11 +1,13 @@
 """Chapter 10: the container files are safe and valid, and the chapter proves their commands."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import psutil
@@ -30,6 +32,9 @@ COMPOSE = REPO_DIR / "team_server" / "docker-compose.yml"
 EXPERIMENT = "10-containers"
 # An exact release of the course's Python, with the digest of its content.
 PINNED_BASE = re.compile(r"python:(\d+\.\d+)\.\d+-slim-[a-z]+@sha256:[0-9a-f]{64}")
+# The requirements file each image installs (copied into it as requirements.txt).
+REQUIREMENTS = {"dev": "requirements.txt",
+                "docker_project": "containers/docker_project/requirements.txt"}
 LITERAL_PASSWORD = re.compile(r"(?i)passw(or)?d\w*\s*[:=]\s*(?![\s$]|\{)\S")
 
 
@@ -80,15 +85,45 @@ def test_image_is_pinned_runs_as_a_user_and_installs_the_course_pins(dockerfile)
     assert pinned[1] == python_env["python"], "the course's Python version"
     users = [args for name, args in steps if name == "USER"]
     assert users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), "a numeric non-root USER"
-    assert ("RUN", "pip install --no-cache-dir -r requirements.txt") == next(
-        (n, a) for n, a in steps if n == "RUN" and "pip" in a)
-    assert ("COPY", "requirements.txt pyproject.toml ./") in steps
+    install = next(a for n, a in steps if n == "RUN" and "pip install" in a)
+    assert "pip install --no-cache-dir -r requirements.txt" in install
+    copied = {s.rstrip("/") for n, a in steps if n == "COPY" for s in a.split()[:-1]
+              if not s.startswith("--")}
+    assert copied == {REQUIREMENTS[dockerfile.parent.name], "pyproject.toml", "src"}
 
 
 def test_both_images_share_the_base_and_the_user():
     first, second = ([a for n, a in instructions(p) if n in ("FROM", "USER")]
                      for p in DOCKERFILES)
     assert first == second
+
+
+def test_training_requirements_are_the_course_pins_train_py_needs():
+    slim = [line for line in (DOCKER_PROJECT / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    course = set((REPO_DIR / "requirements.txt").read_text().splitlines())
+    assert [line for line in slim if line not in course] == [], "pinned as in requirements.txt"
+    assert {line.split("==")[0] for line in slim} == {"mlflow", "scikit-learn", "pandas", "numpy"}
+    train_py = (DOCKER_PROJECT / "train.py").read_text()
+    imported = set(re.findall(r"^\s*(?:from|import) (\w+)", train_py, flags=re.M))
+    assert imported - {"argparse", "sys", "pathlib"} == {"mlflow", "numpy", "sklearn",
+                                                         "mlops_course"}
+    assert "pip install --no-cache-dir --no-deps ." in (DOCKER_PROJECT / "Dockerfile").read_text()
+
+
+def test_development_image_has_what_every_chapter_needs():
+    steps = instructions(CONTAINERS / "dev" / "Dockerfile")
+    apt = next(a for n, a in steps if n == "RUN" and "apt-get install" in a)
+    assert {"git", "default-jre-headless", "chromium"} <= set(apt.split())
+    assert "--no-install-recommends" in apt and "rm -rf /var/lib/apt/lists/*" in apt
+    env = " ".join(a for n, a in steps if n == "ENV")
+    venv = "/home/course/venv"  # in the home, which Dev Containers re-own with the user
+    assert f"VIRTUAL_ENV={venv}" in env and f"PATH={venv}/bin:$PATH" in env
+    assert f"python -m venv {venv}" in next(a for n, a in steps if "pip install" in a)
+    # The user owns the environment, so postCreateCommand can install into it.
+    user_at = next(i for i, (n, _) in enumerate(steps) if n == "USER")
+    venv_at = next(i for i, (_, a) in enumerate(steps) if "python -m venv" in a)
+    assert user_at < venv_at
 
 
 def test_development_image_runs_jupyter_with_a_token_behind_a_published_port():
@@ -126,7 +161,7 @@ def test_dockerignore_lets_in_only_what_the_images_copy():
     for dockerfile in DOCKERFILES:
         for name, args in instructions(dockerfile):
             if name == "COPY":
-                sources = args.split()[:-1]
+                sources = [s for s in args.split()[:-1] if not s.startswith("--")]
                 assert {s.rstrip("/") for s in sources} <= allowed, (dockerfile, sources)
     assert not {".venv", "mlruns", "mlflow.db", ".git"} & allowed
 
@@ -139,6 +174,39 @@ def test_devcontainer_json_builds_the_development_image():
     assert config["remoteUser"] == "course"
     assert config["workspaceFolder"] in config["workspaceMount"]
     assert "runArgs" not in config and "appPort" not in config, "no port on every interface"
+    # Dev Containers replace the image's command unless told not to (the spec's
+    # overrideCommand, default true for an image or a Dockerfile): Jupyter must start.
+    assert config["overrideCommand"] is False
+    install, tests = config["postCreateCommand"].split(" && ")
+    assert install == "pip install -r requirements-dev.txt", "the README's install"
+    assert tests == 'python -m pytest -m "not slow"', "the quick tests"
+    # A login shell's /etc/profile resets PATH; the editor's shells and the commands above
+    # must still find the image's environment first.
+    assert config["remoteEnv"]["PATH"].startswith("/home/course/venv/bin:")
+
+
+# The keys of the dev container specification (containers.dev, devContainer.base.schema.json)
+# this file may use, with their types. No copy of the schema is available offline, so the
+# test holds this allow-list, read from the specification, instead.
+DEVCONTAINER_KEYS = {
+    "name": str, "build": dict, "workspaceMount": str, "workspaceFolder": str,
+    "remoteUser": str, "remoteEnv": dict, "overrideCommand": bool, "postCreateCommand": str,
+    "forwardPorts": list, "portsAttributes": dict, "customizations": dict,
+}
+
+
+def test_devcontainer_json_uses_only_keys_of_the_specification():
+    config = json.loads(DEVCONTAINER.read_text())
+    unknown = set(config) - set(DEVCONTAINER_KEYS)
+    assert not unknown, f"not in the allow-list (check the spec, then add): {unknown}"
+    for key, value in config.items():
+        assert isinstance(value, DEVCONTAINER_KEYS[key]), f"{key}: {type(value).__name__}"
+    assert set(config["build"]) <= {"dockerfile", "context", "args", "target", "cacheFrom"}
+    assert all(isinstance(p, int) and 0 < p < 65536 for p in config["forwardPorts"])
+    assert set(config["portsAttributes"]) <= {str(p) for p in config["forwardPorts"]}
+    for attributes in config["portsAttributes"].values():
+        assert set(attributes) <= {"label", "onAutoForward", "protocol", "requireLocalPort",
+                                   "elevateIfNeeded"}
 
 
 def test_docker_project_is_chapter_6s_project_in_a_container():
@@ -156,6 +224,7 @@ def test_docker_project_is_chapter_6s_project_in_a_container():
         assert re.fullmatch(r"[\w.-]+", name) and target.startswith("/"), "a named volume"
     for variable in spec["docker_env"]["environment"]:
         assert isinstance(variable, list) and len(variable) == 2, "[name, value] pairs"
+    assert "-A env-file=credentials.env" in (DOCKER_PROJECT / "MLproject").read_text()
     assert (DOCKER_PROJECT / "train.py").read_text() == (REPO_DIR / "conda_env/train.py").read_text()
 
 
@@ -228,3 +297,160 @@ def test_outputs_hold_no_build_paths_and_no_token(executed):
         assert build_path not in printed, f"a build path in the outputs: {build_path}"
     assert not re.search(r"\b[0-9a-f]{48}\b", printed), "a token (48 hex digits) was printed"
     assert "Traceback" not in printed
+
+
+# The `docker run` command MLflow builds for the project (mlflow/projects/backend/local.py,
+# _get_docker_command), with a stand-in for the image: no container engine needed. ------
+
+SECRET = "a-password-that-must-not-reach-any-command-line"
+IMAGE = SimpleNamespace(tags=["wine-quality-docker:0000000"])
+
+
+def options(argv: list[str], flag: str) -> list[str]:
+    """The values given after each `flag` in a command."""
+    return [argv[i + 1] for i, token in enumerate(argv[:-1]) if token == flag]
+
+
+def docker_command(tracking_uri: str, run, **arguments) -> list[str]:
+    """MLflow's docker run command for the project, under tracking_uri."""
+    import mlflow
+    from mlflow.projects.backend.local import _get_docker_command
+
+    spec = yaml.safe_load((DOCKER_PROJECT / "MLproject").read_text())["docker_env"]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return _get_docker_command(IMAGE, run, volumes=spec["volumes"],
+                                   user_env_vars=arguments.pop("env", spec["environment"]),
+                                   **arguments)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture
+def credentials(monkeypatch):
+    """A signed-in user's variables, and S3 keys, in this process's environment."""
+    for name in ("MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, SECRET)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+
+
+def test_against_a_server_credentials_reach_the_container_by_name_only(credentials):
+    run_id = "0" * 32
+    run = SimpleNamespace(info=SimpleNamespace(
+        run_id=run_id, experiment_id="1", artifact_uri=f"mlflow-artifacts:/1/{run_id}/artifacts"))
+    server = "http://127.0.0.1:5000"
+    argv = docker_command(server, run, docker_args={"network": "host",
+                                                    "env-file": "credentials.env"})
+    project_volumes = yaml.safe_load((DOCKER_PROJECT / "MLproject").read_text())[
+        "docker_env"]["volumes"]
+    assert options(argv, "-v") == project_volumes, "nothing of your disk is mounted"
+    variables = dict(pair.split("=", 1) for pair in options(argv, "-e"))
+    assert variables == {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": server,
+                         "MLFLOW_EXPERIMENT_ID": "1",
+                         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    assert options(argv, "--env-file") == ["credentials.env"]
+    # MLflow joins the tokens into one `bash -c` string: neither holds a secret or a user.
+    command = " ".join(argv)
+    assert SECRET not in command and "alice" not in command
+    names = [line.strip() for line in (DOCKER_PROJECT / "credentials.env").read_text()
+             .splitlines() if line.strip() and not line.startswith("#")]
+    assert names == ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"], "names only"
+    # With proxied artifacts MLflow copies no storage keys; for S3 artifacts it would put
+    # them on the command line as values (_get_s3_artifact_cmd_and_envs).
+    assert "AWS_SECRET_ACCESS_KEY" not in variables
+    from mlflow.projects.backend.local import _get_s3_artifact_cmd_and_envs
+    assert _get_s3_artifact_cmd_and_envs(None)[1]["AWS_SECRET_ACCESS_KEY"] == SECRET
+
+
+def test_a_bare_name_under_environment_puts_its_value_on_the_command_line(credentials):
+    run = SimpleNamespace(info=SimpleNamespace(
+        run_id="0" * 32, experiment_id="1", artifact_uri="mlflow-artifacts:/1/x/artifacts"))
+    argv = docker_command("http://127.0.0.1:5000", run, env=["MLFLOW_TRACKING_PASSWORD"])
+    assert f"MLFLOW_TRACKING_PASSWORD={SECRET}" in options(argv, "-e"), (
+        "MLflow copies the value itself: why credentials.env exists")
+
+
+# A closer stand-in than a bare run: the entry command in a bubblewrap sandbox that gets only
+# what MLflow's `docker run` command gives Docker (its mounts, its variables, the names of
+# --env-file, the host network), as uid 1000 without capabilities, in a user namespace
+# (Linux, run as root; bubblewrap is Debian's). -----------------------------------------
+
+SANDBOX_TOOLS = sys.platform == "linux" and shutil.which("bwrap")
+
+
+def sandboxed(argv: list[str], command: str, extra_env: dict[str, str]) -> list[str]:
+    """The docker run argv as a bwrap command; this Python's files, read-only, are the image."""
+    image_at = argv.index(IMAGE.tags[0])
+    python_home = Path(sys.executable).resolve().parents[1]  # the interpreter's own prefix
+    image = [arg for folder in ("/usr", "/etc", "/work", str(python_home))
+             if Path(folder).is_dir() for arg in ("--ro-bind", folder, folder)]
+    image += [arg for link in ("bin", "lib", "lib64", "sbin") if Path("/", link).is_symlink()
+              for arg in ("--symlink", os.readlink(Path("/", link)), f"/{link}")]
+    sandbox = ["bwrap", *image, "--dev", "/dev", "--proc", "/proc",
+               "--tmpfs", "/tmp", "--dir", "/home/course",
+               "--unshare-all", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL",
+               "--die-with-parent",
+               "--clearenv", "--setenv", "HOME", "/home/course",
+               "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin"]
+    options_at = iter(range(3, image_at))
+    for i in options_at:
+        flag, value = argv[i], argv[i + 1] if i + 1 < image_at else None
+        if flag == "--network" and value == "host":
+            sandbox.append("--share-net")
+        elif flag == "-e":
+            sandbox += ["--setenv", *value.split("=", 1)]
+        elif flag == "--env-file":  # Docker copies each bare name's value from its own env
+            for name in (DOCKER_PROJECT / value).read_text().split():
+                if not name.startswith("#") and name in os.environ:
+                    sandbox += ["--setenv", name, os.environ[name]]
+        elif flag == "-v":
+            source, target = value.rsplit(":", 1)
+            sandbox += ["--dir", target] if re.fullmatch(r"[\w.-]+", source) else [
+                "--bind", source, target]
+        else:
+            raise AssertionError(f"no stand-in for docker run {flag}")
+        next(options_at, None)
+    for name, value in extra_env.items():
+        sandbox += ["--setenv", name, value]
+    sandbox += ["--ro-bind", str(DOCKER_PROJECT), "/mlflow/projects/code",
+                "--chdir", "/mlflow/projects/code", "sh", "-c", command]
+    return sandbox
+
+
+@pytest.mark.slow
+def test_the_project_trains_in_a_sandbox_with_only_what_docker_would_get(tmp_path, credentials):
+    if not SANDBOX_TOOLS or os.geteuid() != 0:
+        assert not os.environ.get("CI"), "CI needs Debian's bubblewrap, and root"
+        pytest.skip("needs Linux, bubblewrap and root")
+    from mlflow import MlflowClient
+    from mlops_course.data import PATH_ENV_VAR
+    from mlops_course.servers import free_port, start
+
+    port = free_port()
+    server = start(f"mlflow server --backend-store-uri sqlite:///mlflow.db --serve-artifacts "
+                   f"--artifacts-destination ./artifacts --host 127.0.0.1 --port {port} "
+                   "--workers 1", f"http://127.0.0.1:{port}/health", cwd=tmp_path,
+                   log_path=tmp_path / "server.log", timeout=300)
+    try:
+        client = MlflowClient(tracking_uri=server.origin)
+        run = client.create_run(client.create_experiment("sandbox"))
+        client.log_param(run.info.run_id, "alpha", "0.5")
+        client.log_param(run.info.run_id, "l1_ratio", "0.1")
+        argv = docker_command(server.origin, run, docker_args={"network": "host",
+                                                               "env-file": "credentials.env"})
+        # The credentials arrived by name; then the entry command, as in the container.
+        command = '[ "$MLFLOW_TRACKING_PASSWORD" = "$EXPECTED" ] && python train.py 0.5 0.1'
+        data = {name: os.environ[name] for name in (PATH_ENV_VAR, "PYTHONPATH")
+                if os.environ.get(name)}  # the offline data, and this checkout's package
+        trained = subprocess.run(sandboxed(argv, command, {"EXPECTED": SECRET, **data}),
+                                 capture_output=True, text=True, timeout=600, check=False)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert client.get_run(run.info.run_id).info.status == "FINISHED"
+        (model,) = client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'")
+        assert model.artifact_location.startswith("mlflow-artifacts:/")
+        assert (tmp_path / "artifacts").is_dir(), "the server stored the model"
+    finally:
+        server.stop()

@@ -1,5 +1,9 @@
 """Chapter 11: Spark batch scoring and a parallel search, inspected from outside the notebook."""
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -13,13 +17,65 @@ from mlops_course.data import FEATURES, ROWS_BY_COLOUR, load_wine_quality
 from mlops_course.screenshots import screenshots
 from mlops_course.testing import TIMING_SUFFIXES, check_screenshots
 
-pytestmark = pytest.mark.slow
-
 NOTEBOOK = "11_scaling"
 EXPERIMENT = "11-scaling"
 MODEL = "11-wine-quality"
 TRIALS = 8  # the notebook's default `trials`
 SIZES = [10_000, 100_000, 1_000_000]  # the notebook's default `sizes`
+SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / f"{NOTEBOOK}.ipynb"
+
+
+def java_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """The chapter's imports cell and Java check, run in a Python with only env set."""
+    cells = [c.source for c in nbformat.read(SOURCE, as_version=4).cells if c.cell_type == "code"]
+    at = next(i for i, source in enumerate(cells) if "def java_major" in source)
+    script = tmp_path / "java_check.py"
+    script.write_text("\n".join([cells[0], cells[at], cells[at + 1]]))  # imports, check
+    return subprocess.run([sys.executable, str(script)], env={"SYSTEMROOT": "C:\\Windows", **env},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def assert_names_every_fix(stderr: str) -> None:
+    for fix in ("apt-get install default-jre-headless", "brew install openjdk@21",
+                "winget install EclipseAdoptium.Temurin.21.JRE",
+                "conda install -c conda-forge openjdk=21.0.10", "JAVA_HOME"):
+        assert fix in stderr, fix
+    assert "Traceback" not in stderr, "one message, not a traceback"
+
+
+def test_java_check_stops_with_the_fix_when_java_home_points_at_nothing(tmp_path):
+    empty = tmp_path / "no-java"
+    empty.mkdir()
+    checked = java_check(tmp_path, JAVA_HOME=str(empty), PATH=str(empty))
+    assert checked.returncode == 1
+    assert f"no working java on JAVA_HOME={empty}" in checked.stderr
+    assert_names_every_fix(checked.stderr)
+
+
+def test_java_check_stops_with_the_fix_when_path_has_no_java(tmp_path):
+    checked = java_check(tmp_path, PATH=str(tmp_path))
+    assert checked.returncode == 1 and "no working java on PATH" in checked.stderr
+    assert_names_every_fix(checked.stderr)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in java is a POSIX shell script")
+def test_java_check_refuses_java_11(tmp_path):
+    fake = tmp_path / "bin" / "java"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.22" 2024-01-16\' >&2\n')
+    fake.chmod(0o755)
+    checked = java_check(tmp_path, PATH=f"{fake.parent}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    assert checked.returncode == 1 and f"{fake} is Java 11" in checked.stderr
+    assert_names_every_fix(checked.stderr)
+
+
+@pytest.mark.skipif(not (os.environ.get("JAVA_HOME") or shutil.which("java")),
+                    reason="no Java on this machine (chapter 11 needs one)")
+def test_java_check_passes_with_this_machines_java(tmp_path):
+    env = {k: v for k in ("JAVA_HOME", "PATH") if (v := os.environ.get(k))}
+    checked = java_check(tmp_path, **env)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("Java ")
 
 
 def second_pass_run(result, run_name: str) -> str:
@@ -43,6 +99,7 @@ def searches(result) -> list[tuple[str, dict[str, str]]]:
     return found
 
 
+@pytest.mark.slow
 def test_each_pass_logs_its_runs_and_identical_metrics(executed):
     result = executed(NOTEBOOK)
     expected = {"wine-model", "scoring-benchmark", "search",
@@ -58,6 +115,7 @@ def test_each_pass_logs_its_runs_and_identical_metrics(executed):
         "seeded trials and the model should log the same non-timing metrics twice"
 
 
+@pytest.mark.slow
 def test_search_has_one_child_per_trial_under_one_parent(executed):
     result = executed(NOTEBOOK)
     client = result.client()
@@ -72,6 +130,7 @@ def test_search_has_one_child_per_trial_under_one_parent(executed):
         assert len(params) == TRIALS, "each trial tries its own alpha"
 
 
+@pytest.mark.slow
 def test_challenger_is_the_best_trial_and_champion_the_wine_model(executed):
     result = executed(NOTEBOOK)
     client = result.client()
@@ -85,6 +144,7 @@ def test_challenger_is_the_best_trial_and_champion_the_wine_model(executed):
     assert int(challenger.version) == int(champion.version) + 1
 
 
+@pytest.mark.slow
 def test_timing_metrics_carry_a_timing_suffix(executed):
     result = executed(NOTEBOOK)
     client = result.client()
@@ -98,6 +158,7 @@ def test_timing_metrics_carry_a_timing_suffix(executed):
         {"search_seconds", "trials_total_seconds"}
 
 
+@pytest.mark.slow
 def test_spark_wrote_one_prediction_per_red_and_white_wine(executed):
     folder = executed(NOTEBOOK).scratch_dir / "11-scaling"
     predictions = pd.read_parquet(folder / "predictions").sort_values("wine_id")
@@ -110,6 +171,7 @@ def test_spark_wrote_one_prediction_per_red_and_white_wine(executed):
     assert list(folder.glob("bench-*")) == [], "the large benchmark files are deleted"
 
 
+@pytest.mark.slow
 def test_spark_predictions_equal_the_champion_predicting_both_colours(executed):
     """The Parquet, read from outside, equals the champion's own predict on red + white."""
     result = executed(NOTEBOOK)
@@ -124,6 +186,7 @@ def test_spark_predictions_equal_the_champion_predicting_both_colours(executed):
     assert np.abs(from_spark - model.predict(wines)).max() < 1e-9
 
 
+@pytest.mark.slow
 def test_fleet_of_registered_models(executed):
     client = executed(NOTEBOOK).client()
     names = {m.name for m in client.search_registered_models(max_results=1000)}
@@ -133,6 +196,7 @@ def test_fleet_of_registered_models(executed):
     assert len(quality) == 12
 
 
+@pytest.mark.slow
 def test_outputs_show_no_spark_noise_or_build_paths(executed):
     result = executed(NOTEBOOK)
     text = []
@@ -147,6 +211,7 @@ def test_outputs_show_no_spark_noise_or_build_paths(executed):
     assert "white: mean prediction" in shown, "the per-colour gap is printed from the numbers"
 
 
+@pytest.mark.slow
 def test_no_java_or_worker_process_survives(executed):
     """Spark's JVM and Python workers and joblib's workers all run in the scratch folder."""
     scratch = executed(NOTEBOOK).scratch_dir
@@ -160,6 +225,7 @@ def test_no_java_or_worker_process_survives(executed):
     assert left == [], f"still running: {left}"
 
 
+@pytest.mark.slow
 def test_screenshot_of_the_search_runs(executed):
     shots = {s["screenshot"]: s for s in screenshots(executed(NOTEBOOK).first_copy)}
     check_screenshots(shots, {"search-runs": "scoring-benchmark"})
