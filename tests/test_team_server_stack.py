@@ -158,3 +158,25 @@ def test_every_secret_comes_from_an_empty_placeholder_that_stops_compose():
     assert not (STACK_DIR / ".env").exists() or ".env" in subprocess.run(
         ["git", "check-ignore", ".env"], cwd=STACK_DIR, capture_output=True, text=True, check=False).stdout
 
+
+
+def test_chapter_13s_compose_commands_match_the_stack():
+    nb = nbformat.read(REPO_DIR / "notebooks" / "13_operating.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    commands = [" ".join(line.split()) for line in text.replace("\\\n", " ").splitlines()
+                if line.startswith("docker compose ")]
+    wanted = ("exec -T postgres pg_dump -U postgres", "exec -T postgres pg_restore -U mlflow",
+              "run --rm mlflow sh -c 'mlflow db upgrade \"$MLFLOW_BACKEND_STORE_URI\"'",
+              "/var/lib/mlflow-auth/basic_auth.db", "stop mlflow", "up -d --wait")
+    for part in wanted:
+        assert any(part in command for command in commands), part
+    for command in commands:
+        words = command.split()
+        if words[2] in ("exec", "run", "stop"):
+            service = next(w for w in words[3:] if not w.startswith("-") and w not in
+                           ("--rm", "sh") and "/" not in w and ":" not in w)
+            assert service in SERVICES, command
+    assert "MLFLOW_BACKEND_STORE_URI" in SERVICES["mlflow"]["environment"]
+    assert "authdata:/var/lib/mlflow-auth" in SERVICES["mlflow"]["volumes"]
+    auth_ini = (STACK_DIR / "basic_auth.ini").read_text()
+    assert "sqlite:////var/lib/mlflow-auth/basic_auth.db" in auth_ini
