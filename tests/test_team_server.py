@@ -1,4 +1,4 @@
-"""Chapter 9: the compose stack (static checks) and the notebook on a real PostgreSQL + S3 stack.
+"""Chapter 9: the notebook on a real PostgreSQL + S3 stack (compose checks: test_team_server_stack.py).
 
 The notebook runs twice on one laptop store: first on its own stack, as the book builds it,
 then against a stack this module starts, which the tests then inspect from outside: rows in
@@ -6,7 +6,6 @@ PostgreSQL, objects in the bucket, refusals, migrated runs, and a load of 8 clie
 """
 
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -17,30 +16,24 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-import yaml
 from mlflow import MlflowClient
 from mlflow.server import get_app_client
 
 from mlops_course import servers, services
-from mlops_course.execute import REPO_DIR, execute_notebook
+from mlops_course.execute import execute_notebook
 from mlops_course.screenshots import screenshots
 from mlops_course.testing import (
-    BOOK_EXECUTED, ExecutedNotebook, check_screenshots, execute_twice, outputs_text,
+    BOOK_EXECUTED,
+    ExecutedNotebook,
+    check_screenshots,
+    execute_twice,
+    outputs_text,
 )
 
 NOTEBOOK = "09_team_server"
-STACK_DIR = REPO_DIR / "team_server"
-COMPOSE = yaml.safe_load((STACK_DIR / "docker-compose.yml").read_text())
 SCREENSHOTS = {"team-experiment": "bob-less-regularised", "team-model": "champion"}
 # Command-line marks of every process the chapter starts (nothing else here uses them).
 MARKS = ("moto_server", "mlops_course.services link", "mlops-pg-", "--app-name basic-auth")
-
-
-def requirement_pins() -> dict[str, str]:
-    """name -> version of each `name==version` line of requirements.txt (lowercase names)."""
-    found = re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)",
-                       (REPO_DIR / "requirements.txt").read_text(), flags=re.M)
-    return {name.lower(): version for name, version in found}
 
 
 def need_postgres() -> None:
@@ -60,77 +53,6 @@ def chapter_processes() -> list[str]:
         if any(mark in line for mark in MARKS) and "pytest" not in line:
             found.append(line[:200])
     return found
-
-
-# ---------------------------------------------------------------- the compose stack
-
-
-def test_compose_file_matches_the_compose_spec():
-    check = subprocess.run(
-        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
-         "vendor.compose-spec", str(STACK_DIR / "docker-compose.yml")],
-        capture_output=True, text=True,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-
-
-def test_compose_images_are_pinned_and_services_have_health_checks():
-    services_ = COMPOSE["services"]
-    assert {"postgres", "minio", "create-bucket", "mlflow"} <= set(services_)
-    for name, service in services_.items():
-        image = service["image"]
-        assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
-    for name in ("postgres", "minio", "mlflow"):
-        assert services_[name]["healthcheck"]["test"], f"{name} needs a health check"
-    dockerfile = (STACK_DIR / "Dockerfile").read_text()
-    pins = requirement_pins()
-    assert f"ghcr.io/mlflow/mlflow:v{pins['mlflow']}" in dockerfile
-    for package in ("psycopg", "boto3", "flask-wtf"):
-        assert re.search(rf"{package}(\[binary\])?=={re.escape(pins[package])}", dockerfile,
-                         flags=re.I), f"the image pins {package} as requirements.txt does"
-
-
-def test_compose_data_lives_on_named_volumes():
-    named = set(COMPOSE["volumes"])
-    mounts = {name: [v.split(":")[0] for v in s.get("volumes", [])]
-              for name, s in COMPOSE["services"].items()}
-    assert "pgdata" in mounts["postgres"] and "miniodata" in mounts["minio"]
-    assert "authdata" in mounts["mlflow"]
-    used = {m for ms in mounts.values() for m in ms if not m.startswith(".")}
-    assert used <= named, "every volume that is not a bind mount is declared"
-
-
-def test_compose_creates_the_bucket_before_the_server_starts():
-    bucket = COMPOSE["services"]["create-bucket"]
-    assert "mc mb --ignore-existing team/mlflow" in " ".join(bucket["command"])
-    depends = COMPOSE["services"]["mlflow"]["depends_on"]
-    assert depends["create-bucket"]["condition"] == "service_completed_successfully"
-    assert depends["postgres"]["condition"] == "service_healthy"
-
-
-def test_compose_server_is_proxied_authenticated_and_holds_the_secrets():
-    mlflow = COMPOSE["services"]["mlflow"]
-    command = " ".join(mlflow["command"])
-    for option in ("--app-name=basic-auth", "--artifacts-destination=s3://mlflow/",
-                   "--allowed-hosts="):
-        assert option in command
-    env = mlflow["environment"]
-    assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://")
-    assert mlflow["ports"] == ["127.0.0.1:5000:5000"], "published on this machine only"
-
-
-def test_no_real_secret_is_committed():
-    for name, service in COMPOSE["services"].items():
-        for key, value in (service.get("environment") or {}).items():
-            if re.search("PASSWORD|SECRET|KEY", key) and key != "AWS_ACCESS_KEY_ID":
-                assert str(value).startswith("${"), f"{name}.{key} must come from .env"
-    example = dict(line.split("=", 1) for line in (STACK_DIR / ".env.example").read_text()
-                   .splitlines() if line and not line.startswith("#"))
-    assert {k for k, v in example.items() if "PASSWORD" in k or "SECRET" in k} and all(
-        v.startswith("change-me") for k, v in example.items() if "PASSWORD" in k or "SECRET" in k)
-    assert ".env" in (STACK_DIR / ".gitignore").read_text().split()
-    assert not (STACK_DIR / ".env").exists() or ".env" in subprocess.run(
-        ["git", "check-ignore", ".env"], cwd=STACK_DIR, capture_output=True, text=True).stdout
 
 
 # ---------------------------------------------------------------- the chapter, run twice
