@@ -1,5 +1,6 @@
 """Chapter 14: the traces, evaluations and prompts the tracing notebook leaves in its store."""
 
+import json
 import os
 import re
 import subprocess
@@ -32,7 +33,13 @@ MODEL_TRACES = {
     ("grade", "ERROR", ("grade", "check_input"), "server"): 1,
 }
 APP_SPANS = [("advise", "CHAIN"), ("find_wines", "RETRIEVER"), ("stand_in_llm", "LLM")]
-SCORES = {"right_wine": [True, True, True, True, False], "grounded": [True] * 5}
+WINE_IDS = {"Which wine has the most alcohol?": "652", "I would like a sweet wine.": "480",
+            "Something with plenty of acid, please.": "652",
+            "Which wine has the most sulphates?": "151", "Which wine is the least sweet?": "1017"}
+QUESTIONS = list(WINE_IDS)
+# Each scorer's verdict on each question: the retriever does not understand "least".
+SCORES = {"right_wine": {q: "least" not in q for q in QUESTIONS},
+          "grounded": dict.fromkeys(QUESTIONS, True)}
 SCREENSHOTS = {"traces tab": "Which wine has the most alcohol?"}
 
 
@@ -125,14 +132,16 @@ def test_evaluations_scored_each_row_and_left_assessments(executed, attempt):
     for run_name in ("eval-production", "eval-challenger"):
         run = client.get_run(run_id(result, attempt, run_name))
         assert run.data.metrics == {"right_wine/mean": 0.8, "grounded/mean": 1.0}, run_name
-        rows = sorted(traces(result, f"metadata.`{SOURCE_RUN}` = '{run.info.run_id}'"),
-                      key=lambda t: t.info.request_time)
-        assert [[(s.name, s.span_type) for s in t.data.spans] for t in rows] == [APP_SPANS] * 5
-        for name, values in SCORES.items():
-            found = [[a.value for a in t.info.assessments if a.name == name] for t in rows]
-            assert found == [[value] for value in values], (run_name, name)
-            assert all(a.source.source_type == "CODE" for t in rows
-                       for a in t.info.assessments if a.name == name)
+        # The rows run in parallel: each trace is matched to its row by its question.
+        rows = {json.loads(t.data.request)["question"]: t
+                for t in traces(result, f"metadata.`{SOURCE_RUN}` = '{run.info.run_id}'")}
+        assert list(rows) and set(rows) == set(SCORES["right_wine"]), run_name
+        for question, trace in rows.items():
+            assert [(s.name, s.span_type) for s in trace.data.spans] == APP_SPANS
+            verdicts = {(a.name, a.source.source_type): a.value for a in trace.info.assessments}
+            expected = {(name, "CODE"): values[question] for name, values in SCORES.items()}
+            expected["wine_id", "HUMAN"] = WINE_IDS[question]  # the row's expectation
+            assert verdicts == expected, (run_name, question)
     labelled = client.get_run(run_id(result, attempt, "eval-traces"))
     assert labelled.data.metrics == {"right_wine/mean": 1.0, "grounded/mean": 1.0}
     quality = client.get_run(run_id(result, attempt, "eval-traces-quality"))
@@ -142,14 +151,15 @@ def test_evaluations_scored_each_row_and_left_assessments(executed, attempt):
 def test_labelled_traces_hold_their_expectations_and_feedback(executed):
     result = executed(NOTEBOOK)
     advice = traces(result, "trace.name = 'advise'")
-    labelled = [t for t in advice if any(a.name == "wine_id" for a in t.info.assessments)]
+    asked = [t for t in advice if SOURCE_RUN not in t.info.trace_metadata]  # not evaluate's
+    labelled = [t for t in asked if any(a.name == "wine_id" for a in t.info.assessments)]
     assert len(labelled) == 2 * 2, "two labelled traces per pass"
     for trace in labelled:
         names = Counter(a.name for a in trace.info.assessments)
         # The label, and feedback from the evaluation and from the exercise's.
         assert names == {"wine_id": 1, "right_wine": 2, "grounded": 2, "gives_quality": 1}
         expectation = next(a for a in trace.info.assessments if a.name == "wine_id")
-        assert expectation.value in {"652", "480"}
+        assert expectation.value == WINE_IDS[json.loads(trace.data.request)["question"]]
         assert expectation.source.source_type == "HUMAN"
 
 
