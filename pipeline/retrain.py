@@ -229,11 +229,11 @@ def check_permissions(client, uri: str, experiment: str, model: str,
     if not user or not uri.startswith(("http://", "https://")):
         return  # no sign-in: nothing to ask
     from mlflow.exceptions import MlflowException
-    from mlflow.server.auth.permissions import PERMISSION_PRIORITY
 
     with warnings.catch_warnings():  # a Starlette notice inside MLflow's server package
         warnings.simplefilter("ignore")
         from mlflow.server.auth.client import AuthServiceClient
+        from mlflow.server.auth.permissions import PERMISSION_PRIORITY
 
     auth = AuthServiceClient(uri)
 
@@ -254,12 +254,14 @@ def check_permissions(client, uri: str, experiment: str, model: str,
         return  # a new model: the pipeline creates it, and owns it
     require("registered_model", model, f"registered model {model!r}", "EDIT")
     if champion:
-        source = client.get_model_version(model, champion).model_id
+        version = client.get_model_version(model, champion)
+        source = version.model_id or version.source.removeprefix("models:/")
         try:
             where = client.get_logged_model(source).experiment_id
-        except MlflowException:
-            raise Stop(f"user {user!r} cannot read the model of {model}@champion; the "
-                       "pipeline needs READ on the experiment that logged it") from None
+        except MlflowException as error:
+            raise Stop(f"user {user!r} cannot read the model of {model}@champion "
+                       f"({error.error_code}); the pipeline needs READ on the experiment "
+                       "that logged it") from None
         require("experiment", where, "experiment that logged @champion", "READ")
 
 
