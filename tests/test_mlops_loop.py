@@ -344,3 +344,15 @@ def test_outputs_show_no_build_paths_and_the_screenshot(executed):
     assert "Traceback" not in text
     shots = {s["screenshot"]: s for s in screenshots(result.first_copy)}
     check_screenshots(shots, SCREENSHOTS)
+
+
+@pytest.mark.slow
+def test_weaker_grants_are_refused_by_name_before_anything_moves(executed):
+    # The chapter's own checks assert the registry and the runs unchanged; here, the words.
+    result = executed(NOTEBOOK)
+    nb = nbformat.read(result.first_copy, as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert f"could not look up {MODEL}@champion (PERMISSION_DENIED)" in text
+    assert (f"user 'ci' holds READ on the registered model '{MODEL}'; "
+            "the pipeline needs EDIT on it") in text
+    assert "decision: promoted version" in text, "then, with the stated grants, it runs"
