@@ -178,12 +178,12 @@ def test_pipeline_on_its_own_promotes_a_first_model_then_refuses_a_worse_one(tmp
 
     # Both runs name the batch's URL: MLflow keeps one dataset per name and digest in an
     # experiment (mlflow/store/tracking/sqlalchemy_store.py), with its first source.
-    common += ["--data-source", BATCH_URL]
-    floored = retrain("--data", "batch.csv", *common, "--max-rmse", "0.5", cwd=tmp_path)
+    batch = ["--data", "batch.csv", "--data-source", BATCH_URL]
+    floored = retrain(*batch, *common, "--max-rmse", "0.5", cwd=tmp_path)
     assert floored.returncode == 0, floored.stderr
     assert "decision: rejected version 1; @champion stays unset" in floored.stdout
     assert "root_mean_squared_error value threshold check failed" in floored.stdout
-    first = retrain("--data", "batch.csv", *common, cwd=tmp_path)
+    first = retrain(*batch, *common, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "decision: promoted version 2 to @champion (the first champion" in first.stdout
     second = retrain("--data", files["red"], *common, cwd=tmp_path)
