@@ -8,6 +8,11 @@ from the environment variable WEBHOOK_SECRET, never from its command line. It an
 a request whose signature is wrong or older than five minutes, records every request as one
 JSON line (event, payload, whether the signature was valid, its reaction), and answers GET /
 with 200 so that a starter can wait for it.
+
+Delivery is at least once, at best: MLflow retries a failed delivery (three times, same
+delivery id) and gives up after that. So the receiver acts once per X-MLflow-Delivery-Id
+(a repeat is answered 200 and recorded as "duplicate"), and a team's automation does not
+rely on seeing every event: it reconciles by reading the registry's aliases now and then.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +57,9 @@ def reaction(event: dict) -> str:
 def make_handler(secret: str, events_file: Path):
     """A request handler class bound to a secret and an output file."""
 
+    seen: set[str] = set()  # delivery ids already acted on (a real receiver keeps them)
+    lock = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # http.server calls do_<METHOD>
             self.send_response(200)
@@ -64,13 +73,24 @@ def make_handler(secret: str, events_file: Path):
                 event = json.loads(body)
             except ValueError:
                 event = {}
+            delivery_id = self.headers.get("X-MLflow-Delivery-Id", "")
+            with lock:
+                repeated = valid and delivery_id in seen
+                if valid:
+                    seen.add(delivery_id)
+            if not valid:
+                what = "refused"
+            elif repeated:
+                what = "duplicate"
+            else:
+                what = reaction(event)
             record = {
                 "event": f"{event.get('entity')}.{event.get('action')}",
                 "data": event.get("data", {}),
                 "signature_valid": valid,
-                "reaction": reaction(event) if valid else "refused",
+                "reaction": what,
             }
-            with open(events_file, "a") as out:
+            with lock, open(events_file, "a") as out:
                 out.write(json.dumps(record) + "\n")
             self.send_response(200 if valid else 401)
             self.end_headers()

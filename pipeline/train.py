@@ -4,7 +4,7 @@
 
 `mlflow run` (or retrain.py, through mlflow.projects.run) starts the run, logs the entry
 point's parameters in it and runs this script, which continues that run: it records the
-batch as the training dataset, the drift of each feature against the evaluation data, the
+batch as the training dataset (its source and content version), the drift of each feature against the evaluation data, the
 system metrics of the training, and the model with its signature, input example and pip
 requirements. Bad input stops it before training (exit code 2), as in retrain.py.
 """
@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
-from retrain import SEED, checked_inputs, drift  # pipeline/retrain.py, beside this
+from retrain import (  # pipeline/retrain.py, beside this
+    SEED,
+    checked_inputs,
+    drift,
+    wine_dataset,
+)
 
 from mlops_course.data import FEATURES, TARGET
 
@@ -27,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--eval-data", type=Path, required=True, help="the reference for drift"
     )
+    parser.add_argument("--data-source", help="where the batch came from; default: its path")
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--l1-ratio", type=float, default=0.1)
     return parser.parse_args(argv)
@@ -48,12 +53,7 @@ def train(args: argparse.Namespace, batch, ks: dict[str, float]) -> None:
     from mlflow.models import infer_signature
     from sklearn.linear_model import ElasticNet
 
-    # MLflow 3.17 finds two equal sources for a local file, and says so: not news here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        train_data = mlflow.data.from_pandas(
-            batch, source=str(args.data.resolve()), name=args.data.stem, targets=TARGET
-        )
+    train_data = wine_dataset(batch, args.data, args.data_source)
     # Under `mlflow run` this continues the project's run (MLFLOW_RUN_ID), which already
     # holds the parameters; logging them again with another spelling ("1" vs "1.0") fails.
     with mlflow.start_run(log_system_metrics=True) as run:

@@ -1,19 +1,25 @@
 """Chapter 12: the MLOps loop's store, its pipeline script, its CI workflow and its webhooks."""
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
+import requests
 import yaml
 
 from mlops_course.data import FEATURES, PATH_ENV_VAR, TARGET
 from mlops_course.execute import REPO_DIR
 from mlops_course.screenshots import screenshots
+from mlops_course.servers import environment, free_port, start
 from mlops_course.testing import check_screenshots
 
 NOTEBOOK = "12_mlops_loop"
@@ -21,9 +27,11 @@ EXPERIMENT = "12-mlops-loop"
 PIPELINE_EXPERIMENT = "12-pipeline"
 MODEL = "12-wine-quality"
 RETRAIN = REPO_DIR / "pipeline" / "retrain.py"
+RECEIVER = REPO_DIR / "pipeline" / "receiver.py"
 WORKFLOW = REPO_DIR / ".github" / "workflows" / "retrain.yml"
 SCREENSHOTS = {"12-registered-model": "previous-champion"}  # name -> text waited for
 # Training run -> the gate's verdict on the version it registered, in every pass.
+BATCH_URL = "https://example.org/wine/batch.csv"
 VERDICTS = {"weak-challenger": "rejected", "train-white-batch": "approved",
             "train-red-train": "rejected"}
 
@@ -52,11 +60,12 @@ def assert_project_training_run(run, name: str, data: str) -> None:
     assert tags["mlflow.source.type"] == "PROJECT", "trained in a project run"
     assert tags["mlflow.project.entryPoint"] == "train"
     assert tags["mlflow.project.backend"] == "local"
-    assert {"data", "eval_data", "alpha", "l1_ratio"} == set(run.data.params)
+    assert {"data", "eval_data", "data_source", "alpha", "l1_ratio"} == set(run.data.params)
     assert run.data.params["alpha"] == "0.1" and run.data.params["l1_ratio"] == "0.1"
     ((dataset, context),) = [(e.dataset, {t.key: t.value for t in e.tags}
                               ["mlflow.data.context"]) for e in run.inputs.dataset_inputs]
-    assert (dataset.name, context) == (data, "training") and dataset.digest
+    assert (dataset.name, context) == (data, "training")
+    assert len(dataset.digest) == 32, "the content version: a sha256 of the file, cut"
     assert len([k for k in metrics if k.startswith("drift_ks/")]) == len(FEATURES)
     assert "system/cpu_utilization_percentage" in metrics
     assert len(run.outputs.model_outputs) == 1, "one model, logged by the training run"
@@ -64,21 +73,20 @@ def assert_project_training_run(run, name: str, data: str) -> None:
 
 # --- The workflow and the script, on their own ---------------------------------------------
 
-def test_retrain_workflow_matches_the_github_schema_and_runs_the_pipeline():
-    check = subprocess.run(
-        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
-         "vendor.github-workflows", str(WORKFLOW)],
-        capture_output=True, text=True,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
+def test_retrain_workflow_runs_the_pipeline_on_a_schedule():
+    # Schema, shells, secrets and pinning of every workflow: tests/test_workflows.py.
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert {"schedule", "workflow_dispatch"} <= set(workflow[True])  # YAML reads `on` as True
     text = WORKFLOW.read_text()
-    assert "schedule:" in text and "workflow_dispatch:" in text
     assert "python pipeline/retrain.py --data" in text
+    assert "--data-source \"$BATCH_URL\"" in text, "runs record the batch's URL"
     assert "secrets.MLFLOW_TRACKING_URI" in text, "the server comes from a secret"
 
 
 @pytest.mark.parametrize("breakage, message", [
-    ("missing-column", "column 'alcohol' is missing"),
+    ("commas", "commas.csv: looks comma-separated; the wine files use `;`"),
+    ("renamed-column", "column 'pH' is missing; closest found: ['ph']"),
+    ("missing-column", "column 'alcohol' is missing; found: ['fixed acidity', "),
     ("not-a-number", "column 'pH', data row 3, is not a number: '3,3O'"),
     ("gap", "column 'density', data row 2, is empty"),
     ("no-file", "no-file.csv: no such file"),
@@ -87,7 +95,11 @@ def test_retrain_workflow_matches_the_github_schema_and_runs_the_pipeline():
 def test_bad_input_stops_before_training_and_changes_nothing(tmp_path, breakage, message):
     white = pd.read_csv(wine_files(tmp_path)["white"], sep=";")
     bad = tmp_path / f"{breakage}.csv"
-    if breakage == "missing-column":
+    if breakage == "commas":
+        white.to_csv(bad, index=False)
+    elif breakage == "renamed-column":
+        white.rename(columns={"pH": "ph"}).to_csv(bad, sep=";", index=False)
+    elif breakage == "missing-column":
         white.drop(columns="alcohol").to_csv(bad, sep=";", index=False)
     elif breakage == "not-a-number":
         white.astype({"pH": object}).assign(pH=lambda f: f["pH"].mask(f.index == 2, "3,3O")) \
@@ -105,7 +117,52 @@ def test_bad_input_stops_before_training_and_changes_nothing(tmp_path, breakage,
     assert "stopped before training; the registry is unchanged" in done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
-    assert not store.exists(), "the store must not even be opened"
+    assert not store.exists(), "no run, no version: the store is not even opened"
+
+
+def test_mlflow_digest_misses_a_late_edit_the_content_version_does_not(tmp_path):
+    from mlflow.data.digest_utils import MAX_ROWS, compute_pandas_digest
+
+    sys.path.insert(0, str(REPO_DIR / "pipeline"))
+    from retrain import content_version
+
+    files = wine_files(tmp_path)
+    both = pd.concat([pd.read_csv(files[c], sep=";") for c in ("red", "white")] * 2,
+                     ignore_index=True)
+    assert len(both) == 2 * 6497 > MAX_ROWS == 10_000
+    edited = both.copy()
+    edited.loc[MAX_ROWS + 500, "alcohol"] += 0.1
+    both.to_csv(tmp_path / "a.csv", sep=";", index=False)
+    edited.to_csv(tmp_path / "b.csv", sep=";", index=False)
+    assert compute_pandas_digest(both) == compute_pandas_digest(edited)
+    assert content_version(tmp_path / "a.csv") != content_version(tmp_path / "b.csv")
+    assert compute_pandas_digest(both) != compute_pandas_digest(both.set_axis(both.index + 1))
+    assert len(compute_pandas_digest(both)) == 8
+
+
+def signed(secret: str, body: bytes, delivery_id: str) -> dict[str, str]:
+    """Headers as MLflow's webhook delivery sets them (mlflow/webhooks/delivery.py)."""
+    timestamp = str(int(time.time()))
+    mac = hmac.new(secret.encode(), f"{delivery_id}.{timestamp}.".encode() + body,
+                   hashlib.sha256).digest()
+    return {"X-MLflow-Delivery-Id": delivery_id, "X-MLflow-Timestamp": timestamp,
+            "X-MLflow-Signature": "v1," + base64.b64encode(mac).decode(),
+            "Content-Type": "application/json"}
+
+
+def test_the_receiver_acts_once_on_a_replayed_delivery(tmp_path):
+    secret, port, events = "a-test-secret", free_port(), tmp_path / "events.jsonl"
+    body = json.dumps({"entity": "model_version_alias", "action": "created",
+                       "data": {"name": "m", "alias": "champion", "version": "3"}}).encode()
+    with start(f"{sys.executable} {RECEIVER} --port {port} --events {events}",
+               f"http://127.0.0.1:{port}/", env=environment(WEBHOOK_SECRET=secret),
+               log_path=tmp_path / "receiver.log"):
+        headers = signed(secret, body, "delivery-1")
+        answers = [requests.post(f"http://127.0.0.1:{port}/", data=body, headers=headers,
+                                 timeout=10).status_code for _ in range(2)]
+    assert answers == [200, 200], "a repeat is accepted, so MLflow stops retrying it"
+    reactions = [json.loads(line)["reaction"] for line in events.read_text().splitlines()]
+    assert reactions == ["deploy version 3", "duplicate"]
 
 
 @pytest.mark.slow
@@ -119,30 +176,40 @@ def test_pipeline_on_its_own_promotes_a_first_model_then_refuses_a_worse_one(tmp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ["--eval-data", "holdout.csv", "--tracking-uri", uri, "--model-name", "wine"]
 
-    first = retrain("--data", "batch.csv", *common, cwd=tmp_path)
+    # Both runs name the batch's URL: MLflow keeps one dataset per name and digest in an
+    # experiment (mlflow/store/tracking/sqlalchemy_store.py), with its first source.
+    batch = ["--data", "batch.csv", "--data-source", BATCH_URL]
+    floored = retrain(*batch, *common, "--max-rmse", "0.5", cwd=tmp_path)
+    assert floored.returncode == 0, floored.stderr
+    assert "decision: rejected version 1; @champion stays unset" in floored.stdout
+    assert "root_mean_squared_error value threshold check failed" in floored.stdout
+    first = retrain(*batch, *common, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "decision: promoted version 1" in first.stdout
+    assert "decision: promoted version 2 to @champion (the first champion" in first.stdout
     second = retrain("--data", files["red"], *common, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "decision: rejected version 2; @champion stays version 1" in second.stdout
+    assert "decision: rejected version 3; @champion stays version 2" in second.stdout
     assert "root_mean_squared_error minimum relative change check failed" in second.stdout
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    for version, data in (("1", "batch"), ("2", "red")):
+    for version, data in (("2", "batch"), ("3", "red")):
         source = client.get_model_version("wine", version).source  # models:/<model id>
         run = client.get_run(client.get_logged_model(
             source.removeprefix("models:/")).source_run_id)
         assert_project_training_run(run, f"train-{data}", data)
+        (entry,) = run.inputs.dataset_inputs
+        if data == "batch":
+            assert json.loads(entry.dataset.source) == {"url": BATCH_URL}, "the batch's URL"
     logged = client.get_logged_model(
-        client.get_model_version("wine", "1").source.removeprefix("models:/"))
+        client.get_model_version("wine", "2").source.removeprefix("models:/"))
     folder = Path(logged.artifact_location.removeprefix("file://"))
     mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
     assert {"signature", "saved_input_example_info"} <= set(mlmodel)
     assert (folder / "requirements.txt").is_file(), "the model names its pip requirements"
     aliases = client.get_registered_model("wine").aliases
-    assert {alias: str(v) for alias, v in aliases.items()} == {"champion": "1"}
+    assert {alias: str(v) for alias, v in aliases.items()} == {"champion": "2"}
     assert [client.get_model_version("wine", v).tags["validation_status"]
-            for v in ("1", "2")] == ["approved", "rejected"]
+            for v in ("1", "2", "3")] == ["rejected", "approved", "rejected"]
 
 
 # --- The chapter, executed twice against one store -----------------------------------------
@@ -280,3 +347,15 @@ def test_outputs_show_no_build_paths_and_the_screenshot(executed):
     assert "Traceback" not in text
     shots = {s["screenshot"]: s for s in screenshots(result.first_copy)}
     check_screenshots(shots, SCREENSHOTS)
+
+
+@pytest.mark.slow
+def test_weaker_grants_are_refused_by_name_before_anything_moves(executed):
+    # The chapter's own checks assert the registry and the runs unchanged; here, the words.
+    result = executed(NOTEBOOK)
+    nb = nbformat.read(result.first_copy, as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert f"could not look up {MODEL}@champion (PERMISSION_DENIED)" in text
+    assert (f"user 'ci' holds READ on the registered model '{MODEL}'; "
+            "the pipeline needs EDIT on it") in text
+    assert "decision: promoted version" in text, "then, with the stated grants, it runs"
