@@ -125,8 +125,9 @@ def test_the_1x_run_uri_still_finds_the_model_but_the_run_folder_holds_nothing(e
 
     assert "MLmodel" in names(f"runs:/{run_id}/wine-model")
     assert names(f"runs:/{run_id}/wine-model") == names(f"models:/{model.model_id}")
-    assert result.client().list_artifacts(run_id) == [], "nothing is stored in the run"
-    assert not (folder(model).parents[2] / run_id / "artifacts").exists()
+    run_files = [a.path for a in result.client().list_artifacts(run_id)]
+    assert run_files == ["residuals.png"], "no model among the run's files, only evaluate's plot"
+    assert not (folder(model).parents[2] / run_id / "artifacts" / "wine-model").exists()
 
 
 def test_a_broken_input_example_only_warns_and_the_model_is_logged(executed):
