@@ -177,7 +177,7 @@ def test_served_model_answers_from_outside_as_the_notebook_showed(executed):
         old = requests.post(f"{server.origin}/invocations", json=body["dataframe_split"],
                             headers={"Content-Type": "application/json; format=pandas-split"},
                             timeout=30)
-        wine = pd.DataFrame(**TUTORIAL_WINE)
+        wine = pd.DataFrame(**TUTORIAL_WINE, dtype=float)  # the signature says double
         parquet = requests.post(f"{server.origin}/invocations", data=wine.to_parquet(),
                                 headers={"Content-Type": "application/vnd.apache.parquet"},
                                 timeout=30)
