@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import sklearn
 import yaml
+from mlflow.utils.file_utils import local_file_uri_to_path
 from sklearn.linear_model import ElasticNet
 from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import train_test_split
@@ -33,8 +34,8 @@ def models_of(result, run_name):
 
 
 def folder(logged_model) -> Path:
-    """The local folder a logged model's files are stored in."""
-    return Path(logged_model.artifact_location.removeprefix("file://"))
+    """The local folder a logged model's files are stored in (file:// URIs too, on any OS)."""
+    return Path(local_file_uri_to_path(logged_model.artifact_location))
 
 
 def wine_split():
@@ -112,7 +113,7 @@ def test_no_code_cell_is_over_20_lines():
     assert not long, f"split these cells: {long}"
 
 
-def test_old_run_artifact_uri_finds_nothing_but_the_model_uri_does(executed, monkeypatch):
+def test_the_1x_run_uri_still_finds_the_model_but_the_run_folder_holds_nothing(executed, monkeypatch):
     result = executed(NOTEBOOK)
     # MLflow resolves runs:/<id>/<name> through the default store, whatever client asks.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", result.tracking_uri)
@@ -122,10 +123,43 @@ def test_old_run_artifact_uri_finds_nothing_but_the_model_uri_does(executed, mon
     def names(uri):
         return {Path(f.path).name for f in mlflow.artifacts.list_artifacts(uri)}
 
-    assert names(f"runs:/{run_id}/artifacts/wine-model") == set()
     assert "MLmodel" in names(f"runs:/{run_id}/wine-model")
     assert names(f"runs:/{run_id}/wine-model") == names(f"models:/{model.model_id}")
+    run_files = [a.path for a in result.client().list_artifacts(run_id)]
+    assert run_files == ["residuals.png"], "no model among the run's files, only evaluate's plot"
     assert not (folder(model).parents[2] / run_id / "artifacts" / "wine-model").exists()
+
+
+def test_a_broken_input_example_only_warns_and_the_model_is_logged(executed):
+    result = executed(NOTEBOOK)
+    (broken,) = models_of(result, "broken-example").values()
+    assert broken.name == "broken-example" and str(broken.status) == "READY"
+    example = json.loads((folder(broken) / "input_example.json").read_text())
+    alcohol = example["columns"].index("alcohol")
+    assert [row[alcohol] for row in example["data"]] == ["high", "medium", "low"]
+    nb = nbformat.read(result.first_copy, as_version=4)
+    cell = next(c for c in nb.cells if c.source.startswith("broken_example = "))
+    shown = "".join(o.get("text", "") for o in cell.outputs)
+    assert "Failed to validate serving input example" in shown
+    assert "status: READY" in shown
+
+
+def test_the_model_holds_each_evaluated_metric_with_one_value(executed):
+    result = executed(NOTEBOOK)
+    run = result.client().get_run(result.first_runs(EXPERIMENT)["elasticnet"])
+    model = result.client().get_logged_model(models_of(result, "elasticnet")["wine-model"].model_id)
+    values = {}
+    for metric in model.metrics:
+        values.setdefault(metric.key, set()).add(metric.value)
+    assert set(values) == set(run.data.metrics), "the model and the run hold the same metrics"
+    assert all(found == {run.data.metrics[key]} for key, found in values.items())
+
+
+def test_loads_by_model_id_leave_a_registered_model_meta_naming_no_model(executed):
+    result = executed(NOTEBOOK)
+    model_dir = folder(models_of(result, "elasticnet")["wine-model"])
+    meta = yaml.safe_load((model_dir / "registered_model_meta").read_text())
+    assert meta == {"model_name": None, "model_version": None}
 
 
 # The UI pictures the chapter shows: name -> the text the page had to show first.

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -10,6 +11,7 @@ from urllib.parse import urlparse
 
 import nbformat
 import pytest
+import yaml
 
 from mlops_course.execute import REPO_DIR
 from mlops_course.testing import notebook_path, outputs_text
@@ -135,3 +137,26 @@ def test_spine_three_exercises_one_in_the_ui_and_a_next_link():
     assert "[Next: serving a model over REST](07_serving.ipynb)" in text
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert max(len(source.splitlines()) for source in code) <= 20, "a code cell is too long"
+
+
+def test_train_py_and_mlproject_share_one_default_l1_ratio():
+    spec = yaml.safe_load((PROJECT_DIR / "MLproject").read_text())
+    default = spec["entry_points"]["main"]["parameters"]["l1_ratio"]["default"]
+    shown = subprocess.run([sys.executable, str(PROJECT_DIR / "train.py"), "--help"],
+                           capture_output=True, text=True, check=True).stdout
+    assert f"(default {default})" in " ".join(shown.split()), shown
+
+
+def test_train_py_loads_the_loader_of_its_own_checkout_before_the_installed_one(tmp_path):
+    """A checkout at another version: its train.py must use that checkout's src/, even though
+    the course package is installed (editable, pointing at the working copy)."""
+    shutil.copytree(PROJECT_DIR, tmp_path / "conda_env",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO_DIR / "src" / "mlops_course", tmp_path / "src" / "mlops_course",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = "import train, mlops_course.data as loader; print(loader.__file__)"
+    found = subprocess.run([sys.executable, "-c", where], cwd=tmp_path / "conda_env", env=env,
+                           capture_output=True, text=True, check=False)
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()).resolve().is_relative_to(tmp_path.resolve())

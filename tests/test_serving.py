@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import psutil
 import pytest
 import requests
 from mlflow.models import Model
+from mlflow.utils.file_utils import local_file_uri_to_path
 
 from mlops_course.data import FEATURES
 from mlops_course.execute import REPO_DIR, NotebookExecutionError, execute_notebook
@@ -66,7 +68,7 @@ def test_served_model_was_logged_with_signature_and_input_example(executed):
         experiment_ids=[experiment.experiment_id], filter_string=f"source_run_id = '{run_id}'"
     )
     assert len(models) == 1, "one model logged by the training run"
-    folder = Path(models[0].artifact_location.removeprefix("file://"))
+    folder = Path(local_file_uri_to_path(models[0].artifact_location))
     mlmodel = Model.load(folder / "MLmodel")
     assert [spec.name for spec in mlmodel.signature.inputs] == FEATURES
     assert (folder / "input_example.json").is_file()
@@ -175,9 +177,16 @@ def test_served_model_answers_from_outside_as_the_notebook_showed(executed):
         old = requests.post(f"{server.origin}/invocations", json=body["dataframe_split"],
                             headers={"Content-Type": "application/json; format=pandas-split"},
                             timeout=30)
+        wine = pd.DataFrame(**TUTORIAL_WINE, dtype=float)  # the signature says double
+        parquet = requests.post(f"{server.origin}/invocations", data=wine.to_parquet(),
+                                headers={"Content-Type": "application/vnd.apache.parquet"},
+                                timeout=30)
+        health = requests.get(f"{server.origin}/health", timeout=5)
     assert reply.status_code == 200
     assert reply.json()["predictions"] == pytest.approx(shown["predictions"], abs=1e-9)
     assert old.status_code == 415, "the 1.x request is refused"
+    assert parquet.json()["predictions"] == pytest.approx(shown["predictions"], abs=1e-9)
+    assert health.status_code == 200, "/health answers like /ping"
     assert not server.processes()
 
 

@@ -1,6 +1,6 @@
 """Train an ElasticNet on the red wine data and log it to MLflow.
 
-Usage: python train.py [alpha] [l1_ratio]   (each defaults to 0.5)
+Usage: python train.py [alpha] [l1_ratio]   (defaults: alpha 0.5; l1_ratio 0.1, as in MLproject)
 """
 
 import argparse
@@ -14,19 +14,20 @@ from sklearn.linear_model import ElasticNet
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
 
-try:
-    from mlops_course.data import TARGET, load_wine_quality
-except ModuleNotFoundError:
-    # `mlflow run` with the conda, virtualenv or uv manager builds a fresh environment
-    # from conda.yaml, which holds the libraries but not the course package. The package's
-    # source sits beside this folder in the course repository (src/), so load it from there.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from mlops_course.data import TARGET, load_wine_quality
+# The data loader comes from src/ beside this folder, in the same checkout: so a run of
+# `mlflow run ... --version v1.0` uses v1.0's loader too, and a fresh conda, virtualenv or uv
+# environment (which lacks the course package) finds it. Without that folder (this folder
+# copied alone, a container), the installed course package is used.
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+if (SOURCE / "mlops_course").is_dir():
+    sys.path.insert(0, str(SOURCE))
+from mlops_course.data import TARGET, load_wine_quality
 
 SEED = 42
+L1_RATIO = 0.1  # the default share of the L1 penalty, as in MLproject
 
 
-def train(alpha: float = 0.5, l1_ratio: float = 0.5) -> dict[str, float]:
+def train(alpha: float = 0.5, l1_ratio: float = L1_RATIO) -> dict[str, float]:
     """Fit one model, log its parameters, metrics and the model; return the metrics."""
     data = load_wine_quality()
     train_set, test_set = train_test_split(data, test_size=0.25, random_state=SEED)
@@ -64,8 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train the wine quality ElasticNet.")
     parser.add_argument("alpha", type=float, nargs="?", default=0.5,
                         help="strength of the penalty (default 0.5)")
-    parser.add_argument("l1_ratio", type=float, nargs="?", default=0.5,
-                        help="share of the L1 penalty, from 0 to 1 (default 0.5)")
+    parser.add_argument("l1_ratio", type=float, nargs="?", default=L1_RATIO,
+                        help=f"share of the L1 penalty, from 0 to 1 (default {L1_RATIO})")
     return parser.parse_args(argv)
 
 
