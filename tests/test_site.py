@@ -81,6 +81,23 @@ def test_no_code_cell_is_over_20_lines(chapter):
     assert not long, f"{chapter}: code cells over {MAX_CODE_LINES} lines (cell, lines): {long}"
 
 
+# Code that draws a diagram (boxes, arrows, no axes) is plumbing, not what a chapter teaches.
+DRAWING = re.compile(r"FancyBboxPatch|arrowprops|\.axis\(\s*[\"']off[\"']\s*\)")
+HIDDEN = {"remove-input", "remove-cell", "hide-input", "hide-cell"}
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_diagram_drawing_code_is_hidden_by_a_cell_tag(chapter):
+    nb = nbformat.read(NOTEBOOKS / f"{chapter}.ipynb", as_version=4)
+    shown = [number for number, cell in enumerate(nb.cells, start=1)
+             if cell.cell_type == "code" and any(
+                 DRAWING.search(line) for line in cell.source.splitlines()
+                 if not line.startswith(("import ", "from ")))
+             and not HIDDEN & set(cell.metadata.get("tags", []))]
+    assert not shown, (f"{chapter}: cells {shown} draw a diagram; tag them remove-input "
+                       "(the picture stays) or remove-cell (helpers), as chapter 1 does")
+
+
 def prose_pages() -> dict[str, str]:
     """name -> text of every page a reader reads: chapters' markdown, the book's .md pages."""
     pages = {f"notebooks/{c.name}": "\n".join(markdown_of(c.stem))
