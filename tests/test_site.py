@@ -81,6 +81,23 @@ def test_no_code_cell_is_over_20_lines(chapter):
     assert not long, f"{chapter}: code cells over {MAX_CODE_LINES} lines (cell, lines): {long}"
 
 
+# Code that draws a diagram (boxes, arrows, no axes) is plumbing, not what a chapter teaches.
+DRAWING = re.compile(r"FancyBboxPatch|arrowprops|\.axis\(\s*[\"']off[\"']\s*\)")
+HIDDEN = {"remove-input", "remove-cell", "hide-input", "hide-cell"}
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_diagram_drawing_code_is_hidden_by_a_cell_tag(chapter):
+    nb = nbformat.read(NOTEBOOKS / f"{chapter}.ipynb", as_version=4)
+    shown = [number for number, cell in enumerate(nb.cells, start=1)
+             if cell.cell_type == "code" and any(
+                 DRAWING.search(line) for line in cell.source.splitlines()
+                 if not line.startswith(("import ", "from ")))
+             and not HIDDEN & set(cell.metadata.get("tags", []))]
+    assert not shown, (f"{chapter}: cells {shown} draw a diagram; tag them remove-input "
+                       "(the picture stays) or remove-cell (helpers), as chapter 1 does")
+
+
 def prose_pages() -> dict[str, str]:
     """name -> text of every page a reader reads: chapters' markdown, the book's .md pages."""
     pages = {f"notebooks/{c.name}": "\n".join(markdown_of(c.stem))
@@ -234,3 +251,55 @@ def test_core_content_renders_offline(site, browser):
         page.close()
     assert not problems, "\n".join(problems)
     assert not blocked, f"pages ask for resources from other hosts: {sorted(blocked)}"
+
+
+# WCAG 2.0 and 2.1, levels A and AA: the rules axe-core tags so.
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def accessibility_problems(page) -> list[str]:
+    """axe-core's serious and critical WCAG A/AA violations on an open page, one line each."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    options = {"runOnly": {"type": "tag", "values": WCAG_AA}, "resultTypes": ["violations"]}
+    found = Axe().run(page, options=options).response["violations"]
+    return [f"{v['id']} ({v['impact']}): {v['help']}; e.g. {v['nodes'][0]['target']}"
+            f" {v['nodes'][0].get('failureSummary', '')[:200]!r}"
+            for v in found if v["impact"] in ("serious", "critical")]
+
+
+def image_alt_problems(page) -> list[str]:
+    """Images whose alt text is missing, empty or only a file name."""
+    images = page.eval_on_selector_all(
+        "main img", "nodes => nodes.map(n => [n.getAttribute('src'), n.getAttribute('alt')])")
+    return [f"{src}: alt={alt!r}" for src, alt in images
+            if not (alt or "").strip() or re.fullmatch(r"[\w.-]+\.(png|jpe?g|svg|gif)", alt)
+            or alt == src or len(alt.split()) < 3]
+
+
+@slow
+def test_every_page_passes_axe_and_every_image_says_what_it_shows(site, browser):
+    problems = []
+    for name in toc_pages():
+        page = open_page(browser, f"{site}/{name}.html")
+        problems += [f"{name}: {p}" for p in accessibility_problems(page)]
+        problems += [f"{name}: image without a real alt text, {p}"
+                     for p in image_alt_problems(page)]
+        page.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_an_image_with_a_file_name_for_alt_fails_the_check(browser):
+    page = browser.new_page()
+    page.set_content("<main><img src='a.png' alt='3f9c.png'><img src='b.png' alt=''>"
+                     "<img src='c.png' alt='A chart of RMSE by alpha.'></main>")
+    assert [p.split(":")[0] for p in image_alt_problems(page)] == ["a.png", "b.png"]
+    page.close()
+
+
+def test_axe_reports_low_contrast_text(browser):
+    page = browser.new_page()
+    page.set_content("<html lang='en'><head><title>t</title></head><body><main>"
+                     "<p style='color:#bbb;background:#fff'>faint text</p></main></body></html>")
+    assert any(p.startswith("color-contrast") for p in accessibility_problems(page))
+    page.close()

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from mlflow import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
 
 from mlops_course.screenshots import screenshots
 from mlops_course.testing import check_screenshots
@@ -20,8 +22,18 @@ def test_hello_world_run_holds_param_metric_history_tag_and_artifact(executed):
     assert run.data.params == {"param1": "5"}
     assert [m.value for m in client.get_metric_history(run_id, "foo")] == [1, 2, 3]
     assert run.data.tags["chapter"] == "03"
-    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    artifacts = Path(local_file_uri_to_path(run.info.artifact_uri))
     assert (artifacts / "hello.txt").read_text() == "Hello world!"
+    assert (artifacts / "outputs" / "test.txt").read_text() == "hello world!", (
+        "log_artifacts(folder, artifact_path='outputs') keeps the folder's files together"
+    )
+
+
+def test_the_migrated_old_project_keeps_its_mlruns_and_its_run(executed):
+    old_project = executed(NOTEBOOK).scratch_dir / "03-tracking" / "old-project"
+    assert (old_project / "mlruns").is_dir() and (old_project / "mlflow.db").is_file()
+    runs = MlflowClient(f"sqlite:///{(old_project / 'mlflow.db').as_posix()}").search_runs(["0"])
+    assert [run.info.run_name for run in runs] == ["from-mlflow-2"]
 
 
 def test_hand_started_run_was_ended(executed):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.utils.file_utils import local_file_uri_to_path
 
 from mlops_course.screenshots import screenshots
 from mlops_course.testing import check_screenshots
@@ -96,7 +97,7 @@ def test_autolog_logged_the_test_rmse_and_a_skops_model(executed):
     by_hand = client.get_run(runs["defaults"]).data.metrics["rmse"]
     assert run.data.metrics["root_mean_squared_error_x_test"] == pytest.approx(by_hand)
     model = client.get_logged_model(run.outputs.model_outputs[0].model_id)
-    folder = Path(model.artifact_location.removeprefix("file://"))
+    folder = Path(local_file_uri_to_path(model.artifact_location))
     assert (folder / "model.skops").is_file() and not (folder / "model.pkl").exists()
 
 

@@ -28,12 +28,17 @@ WORKERS_ENV_VAR = "MLOPS_COURSE_WORKERS"  # notebooks executed at once (default:
 METADATA_KEY = "mlops_course"
 
 # Run first, hidden: MLflow's deprecation warnings (FutureWarning, raised from mlflow or
-# attributed to the notebook's own call) and deprecated calls in the notebook become errors.
+# attributed to the notebook's own call), its deprecation log lines and deprecated calls in
+# the notebook become errors; every Matplotlib PNG carries a description (its alt text).
 STRICT_WARNINGS_CELL = """\
 import warnings
 warnings.filterwarnings("error", category=FutureWarning, module=r"(mlflow|__main__)")
 warnings.filterwarnings("error", category=DeprecationWarning, module=r"__main__")
+from mlops_course import build_kernel
+build_kernel.fail_on_deprecation_logs()
+build_kernel.describe_figures()
 """
+BUILD_KERNEL = Path(__file__).with_name("build_kernel.py")  # what that cell runs
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -112,7 +117,7 @@ def source_hash(notebook: Path, repo_dir: Path = REPO_DIR) -> str:
             name = path.relative_to(repo_dir).as_posix()
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(versions.encode())
-    digest.update(STRICT_WARNINGS_CELL.encode())
+    digest.update(STRICT_WARNINGS_CELL.encode() + BUILD_KERNEL.read_bytes())
     return digest.hexdigest()
 
 

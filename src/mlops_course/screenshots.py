@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import nbformat
 from IPython.display import Image, Markdown, display
 
 from mlops_course import servers
+from mlops_course.build_kernel import with_description
 
 BROWSER_ENV_VAR = "MLOPS_COURSE_CHROMIUM"  # a Chromium or Chrome executable to use
 SIZE = (1280, 800)  # CSS pixels of the browser window, and so of the picture
@@ -45,14 +47,16 @@ def chromium_path() -> str | None:
 
 
 def capture(url: str, wait_for: str, *, timeout: float = 60, full_page: bool = False,
-            exact: bool = False, settings: dict | None = None) -> bytes:
+            exact: bool = False, settings: dict | None = None,
+            first_visit: bool = False) -> bytes:
     """PNG of url once its page shows the text wait_for; raises BrowserMissing without a browser.
 
     exact: wait_for must be a whole element's text. settings: more of the UI's local
-    storage (see runs_table_columns). Runs in a thread of its own: Playwright's sync API
-    refuses to run inside Jupyter's asyncio loop.
+    storage (see runs_table_columns). first_visit: the UI as a learner first meets it
+    (GenAI mode, pop-ups), without UI_SETTINGS. Runs in a thread of its own: Playwright's
+    sync API refuses to run inside Jupyter's asyncio loop.
     """
-    storage = {**UI_SETTINGS, **(settings or {})}
+    storage = {**({} if first_visit else UI_SETTINGS), **(settings or {})}
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(_capture, url, wait_for, timeout, full_page, exact, storage).result()
 
@@ -98,14 +102,45 @@ def mlflow_ui(tracking_uri: str, timeout: float = 120) -> servers.Server:
     return servers.start(command, f"http://127.0.0.1:{port}/health", env=env, timeout=timeout)
 
 
+def page_of(url: str) -> str:
+    """What the MLflow UI shows at url, in words ("the run page of run 1a2b3c4d…")."""
+    route = url.split("#", 1)[1].split("?", 1)[0].strip("/") if "#" in url else ""
+    pages = [  # (route pattern, description), most specific first
+        (r"experiments/([^/]+)/runs/(\w{8})\w*/model-metrics", "the model metrics tab of run {1}…"),
+        (r"experiments/([^/]+)/runs/(\w{8})\w*", "the run page of run {1}…"),
+        (r"experiments/([^/]+)/runs", "the runs table of experiment {0}"),
+        (r"experiments/([^/]+)/models/([^/]+)", "the page of logged model {1}"),
+        (r"experiments/([^/]+)/models", "the logged models of experiment {0}"),
+        (r"models/([^/]+)/versions/([^/]+)", "version {1} of registered model {0}"),
+        (r"models/([^/]+)", "the registered model {0}"),
+        (r"compare-runs", "the run comparison page"),
+        (r"", "the home page"),
+    ]
+    for pattern, words in pages:
+        if match := re.fullmatch(pattern, route):
+            return words.format(*map(unquote, match.groups()))
+    return f"the page /#/{route}"
+
+
+def alt_text(url: str, wait_for: str, name: str, first_visit: bool = False) -> str:
+    """A screenshot's alt text, from what the capture asked for: page, mode, awaited text."""
+    mode = ("as first opened: GenAI mode, with the GenAI / Model training switch in the "
+            "sidebar" if first_visit else "in Model training mode")
+    return (f"Screenshot of the MLflow UI ({name}): {page_of(url)}, {mode}, "
+            f"showing “{wait_for}”.")
+
+
 def show(url: str, wait_for: str, name: str, **options) -> None:
     """Display a screenshot of url in the notebook, or say once why it could not be taken.
 
-    The output's metadata names the picture and the text waited for (the tests check both).
+    The output's metadata names the picture and the text waited for (the tests check both);
+    the PNG carries its alt text (alt_text), which the book's build puts on the image.
     """
-    info = {"screenshot": name, "url": url, "waited_for": wait_for}
+    alt = alt_text(url, wait_for, name, options.get("first_visit", False))
+    info = {"screenshot": name, "url": url, "waited_for": wait_for, "alt": alt,
+            "first_visit": options.get("first_visit", False)}
     try:
-        png = capture(url, wait_for, **options)
+        png = with_description(capture(url, wait_for, **options), alt)
     except BrowserMissing as error:
         route = url.split("#", 1)[1] if "#" in url else urlsplit(url).path
         note = (f"*Screenshot “{name}” not taken: no Chromium on this machine. With "

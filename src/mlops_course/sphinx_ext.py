@@ -6,11 +6,13 @@ from pathlib import Path
 
 import nbformat
 import yaml
+from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.config import Config
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
 
+from mlops_course.build_kernel import description
 from mlops_course.execute import METADATA_KEY, NotebookExecutionError, execute_book
 from mlops_course.screenshots import screenshots
 
@@ -92,7 +94,20 @@ def missing_screenshots(executed_dir: Path) -> list[str]:
             for shot in screenshots(path) if shot["png"] is None]
 
 
+def describe_images(app: Sphinx, doctree: nodes.document) -> None:
+    """Give each PNG output without an alt text the description it carries (build_kernel)."""
+    for image in doctree.findall(nodes.image):
+        if image.get("alt") or not image["uri"].endswith(".png"):
+            continue
+        # Sphinx's image collector has made the uri relative to the source folder.
+        path = Path(app.srcdir, image.get("candidates", {}).get("*", image["uri"]))
+        if path.is_file() and (text := description(path.read_bytes())):
+            image["alt"] = text
+
+
 def setup(app: Sphinx) -> dict:
-    """Register the execution step; it runs before Sphinx reads any page."""
+    """Register the execution step (before Sphinx reads any page) and the images' alt texts."""
     app.connect("config-inited", execute_notebooks, priority=100)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    app.connect("doctree-read", describe_images)
+    # A new env_version makes Sphinx read every page again (so each image gets its alt).
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
