@@ -20,6 +20,7 @@ LEARNER_SECOND_PASS = {"08_registry"}
 NEEDED = pytest.StashKey[list[str]]()
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
 def pytest_collection_modifyitems(config, items) -> None:
     """Run the tests that build the book last; note which notebooks the tests execute."""
     items.sort(key=lambda item: item.path.name in BOOK_TESTS)
