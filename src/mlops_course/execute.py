@@ -237,6 +237,9 @@ def execute_notebook(
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             "JUPYTER_PREFER_ENV_PATH": "1",
             "PYTHONHASHSEED": "0",
+            # The build is offline: MLflow's usage telemetry would look up its config host
+            # (mlflow/telemetry/utils.py). A learner's own run keeps MLflow's default.
+            "MLFLOW_DISABLE_TELEMETRY": "true",
             # As in an activated environment: `python` and `mlflow` are this interpreter's.
             "PATH": environment()["PATH"],  # its scripts folder: bin/, or Scripts on Windows
         }
