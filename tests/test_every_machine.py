@@ -24,10 +24,6 @@ MODULES = sorted(f"mlops_course.{p.stem}" for p in (REPO_DIR / "src" / "mlops_co
 # Standard-library modules that exist only on POSIX systems.
 POSIX_ONLY = ["crypt", "fcntl", "grp", "posix", "pty", "pwd", "resource", "syslog", "termios",
               "tty"]
-# The chapter 9 engineer moves services.py's `import pwd` into the function that needs it
-# (issue 20); drop these marks once that is merged.
-NOT_YET = pytest.mark.xfail(reason="services.py imports pwd at module level (issue 20)",
-                            strict=False)
 
 # As on Windows: an `import` of a POSIX-only module fails when the course's code or a
 # notebook's cell (__main__) makes it. Libraries keep theirs (they pick their Windows code by
@@ -83,15 +79,12 @@ def as_on_windows() -> dict[str, str]:
     return json.loads(run.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("module", [pytest.param(m, marks=NOT_YET) if m.endswith(".services")
-                                    else m for m in MODULES])
+@pytest.mark.parametrize("module", MODULES)
 def test_every_course_module_imports_without_posix_only_modules(as_on_windows, module):
     assert module not in as_on_windows, as_on_windows.get(module)
 
 
-@pytest.mark.parametrize("notebook", [
-    pytest.param(p, marks=NOT_YET, id=p.stem) if p.stem == "09_team_server"
-    else pytest.param(p, id=p.stem) for p in NOTEBOOKS])
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_every_notebooks_first_cells_run_without_posix_only_modules(as_on_windows, notebook):
     assert str(notebook) not in as_on_windows, as_on_windows.get(str(notebook))
 

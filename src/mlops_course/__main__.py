@@ -1,7 +1,8 @@
-"""`python -m mlops_course check|reset`: the same as the `mlops-course` command."""
+"""`python -m mlops_course check|reset|roster`: the same as the `mlops-course` command."""
 
 import sys
 
 from mlops_course.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
