@@ -42,13 +42,13 @@ def installs(tmp_path, monkeypatch):
     return found
 
 
-def test_lookup_order_variable_path_debian_newest_wheel(installs, monkeypatch, tmp_path):
-    assert services.postgres_bin() == installs["path"], "PATH first"
+def test_lookup_order_variable_wheel_path_debian_newest(installs, monkeypatch, tmp_path):
+    assert services.postgres_bin() == installs["wheel"], "the pinned wheel first"
+    monkeypatch.setattr(services, "wheel_postgres_bin", lambda: None)
+    assert services.postgres_bin() == installs["path"], "then PATH"
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no PostgreSQL on PATH
     assert services.postgres_bin() == installs["debian-16"], "then Debian's newest version"
     monkeypatch.setattr(services, "DEBIAN_POSTGRES", str(tmp_path / "nowhere/*/bin"))
-    assert services.postgres_bin() == installs["wheel"], "then the wheel"
-    monkeypatch.setattr(services, "wheel_postgres_bin", lambda: None)
     assert services.postgres_bin() is None
     with pytest.raises(servers.ServerError, match="PostgreSQL is not installed.*requirements"):
         services.Postgres()
@@ -63,6 +63,7 @@ def test_a_symlink_on_path_leads_to_the_real_folder(installs, monkeypatch, tmp_p
     for name in services.POSTGRES_PROGRAMS:  # as /usr/local/bin/postgres -> /usr/lib/...
         services.program(links, name).symlink_to(services.program(installs["debian-15"], name))
     monkeypatch.setenv("PATH", str(links))
+    monkeypatch.setattr(services, "wheel_postgres_bin", lambda: None)
     assert services.postgres_bin() == installs["debian-15"].resolve()
 
 

