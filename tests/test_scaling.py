@@ -28,9 +28,10 @@ SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / f"{NOTEBOOK}.ipynb"
 def java_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """The chapter's imports cell and Java check, run in a Python with only env set."""
     cells = [c.source for c in nbformat.read(SOURCE, as_version=4).cells if c.cell_type == "code"]
+    imports = next(source for source in cells if source.startswith("import "))
     at = next(i for i, source in enumerate(cells) if "def java_major" in source)
     script = tmp_path / "java_check.py"
-    script.write_text("\n".join([cells[0], cells[at], cells[at + 1]]))  # imports, check
+    script.write_text("\n".join([imports, cells[at], cells[at + 1]]))  # imports, check
     return subprocess.run([sys.executable, str(script)], env={"SYSTEMROOT": "C:\\Windows", **env},
                           capture_output=True, text=True, timeout=120, check=False)
 
