@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from mlops_course.check import pinned_packages
 from mlops_course.execute import REPO_DIR
 
 STACK_DIR = REPO_DIR / "team_server"
@@ -25,9 +26,8 @@ ROOT_STORAGE_VARIABLES = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
 
 def requirement_pins() -> dict[str, str]:
     """name -> version of each `name==version` line of requirements.txt (lowercase names)."""
-    found = re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)",
-                       (REPO_DIR / "requirements.txt").read_text(), flags=re.MULTILINE)
-    return {name.lower(): version for name, version in found}
+    found = pinned_packages(REPO_DIR / "requirements.txt")
+    return {name.lower(): version for name, version in found.items()}
 
 
 def env_example() -> dict[str, str]:
