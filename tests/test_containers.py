@@ -383,8 +383,10 @@ def sandboxed(argv: list[str], command: str, extra_env: dict[str, str]) -> list[
     """The docker run argv as a bwrap command; this Python's files, read-only, are the image."""
     image_at = argv.index(IMAGE.tags[0])
     python_home = Path(sys.executable).resolve().parents[1]  # the interpreter's own prefix
-    image = [arg for folder in ("/usr", "/etc", "/work", str(python_home))
-             if Path(folder).is_dir() for arg in ("--ro-bind", folder, folder)]
+    data = [Path(v).resolve().parent for v in extra_env.values() if Path(v).is_file()]
+    folders = dict.fromkeys(str(f) for f in ("/usr", "/etc", python_home, REPO_DIR, *data))
+    image = [arg for folder in folders if Path(folder).is_dir()
+             for arg in ("--ro-bind", folder, folder)]
     image += [arg for link in ("bin", "lib", "lib64", "sbin") if Path("/", link).is_symlink()
               for arg in ("--symlink", os.readlink(Path("/", link)), f"/{link}")]
     sandbox = ["bwrap", *image, "--dev", "/dev", "--proc", "/proc",

@@ -109,6 +109,28 @@ def prose_pages() -> dict[str, str]:
     return pages
 
 
+FENCED = re.compile(r"^```([\w-]+)\n(.*?)^```", re.S | re.M)
+
+
+def test_every_fenced_block_lexes_in_its_language():
+    """Sphinx warns (and -W fails the build) on a block its lexer cannot read: this says which."""
+    from pygments.lexers import get_lexer_by_name
+    from pygments.token import Error
+    from pygments.util import ClassNotFound
+
+    unreadable = []
+    for page, text in prose_pages().items():
+        for language, block in FENCED.findall(text):
+            try:
+                lexer = get_lexer_by_name(language)
+            except ClassNotFound:  # a MyST directive or a language Sphinx shows as text
+                continue
+            errors = [value for token, value in lexer.get_tokens(block) if token is Error]
+            if errors:
+                unreadable.append((page, language, errors[:3], block.splitlines()[0]))
+    assert not unreadable, unreadable
+
+
 def test_no_page_mentions_a_chapter_that_does_not_exist():
     numbers = {0} | {int(name[:2]) for name in chapters()}
     files = {f"{name}.ipynb" for name in chapters()}
