@@ -313,18 +313,15 @@ def options(argv: list[str], flag: str) -> list[str]:
 
 def docker_command(tracking_uri: str, run, **arguments) -> list[str]:
     """MLflow's docker run command for the project, under tracking_uri."""
-    import mlflow
     from mlflow.projects.backend.local import _get_docker_command
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     spec = yaml.safe_load((DOCKER_PROJECT / "MLproject").read_text())["docker_env"]
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
+    # MLflow's own context manager: afterwards, no URI is left set for the tests that follow.
+    with _use_tracking_uri(tracking_uri):
         return _get_docker_command(IMAGE, run, volumes=spec["volumes"],
                                    user_env_vars=arguments.pop("env", spec["environment"]),
                                    **arguments)
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture
