@@ -4,10 +4,12 @@ import os
 import re
 import shutil
 import subprocess
+from html import unescape
 
 import pytest
 
 from book_fixtures import BOOK, JUPYTER_BOOK, built_book  # noqa: F401
+from mlops_course import workshop
 from mlops_course.sphinx_ext import toc_notebooks
 from mlops_course.testing import write_notebook
 
@@ -38,6 +40,19 @@ def test_execution_report_lists_every_notebook(built_book):
     report = (built_book / "appendix" / "execution-report.html").read_text()
     for notebook in toc_notebooks(BOOK):
         assert notebook.name in report
+
+
+def test_the_workshop_guide_shows_the_minutes_this_build_measured(built_book):
+    html = (built_book / "appendix" / "workshop.html").read_text()
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+    for notebook in toc_notebooks(BOOK):
+        seconds = workshop.build_seconds(BOOK / "notebooks" / notebook.name)
+        plan = workshop.plan_of(notebook, seconds)
+        assert seconds > 0, f"{notebook.name}: no execution time in its executed copy"
+        row = (f"{plan.number} {plan.title} {plan.talk} {plan.reading} {plan.doing} "
+               f"{plan.exercises} {plan.total}")
+        assert row in text, row
+    assert "Day 2" in text and "Lunch" in text
 
 
 def test_a_no_change_rebuild_executes_nothing(built_book):

@@ -29,6 +29,17 @@ def test_java_missing_fails_with_its_fix(monkeypatch, tmp_path):
     assert cli.main(["check", "--chapter", "11"]) == 1
 
 
+@pytest.mark.parametrize("system, fix", [("linux", "apt-get install caddy"),
+                                         ("darwin", "brew install caddy"),
+                                         ("win32", "winget install CaddyServer.Caddy")])
+def test_caddy_missing_fails_chapter_13_with_its_fix(monkeypatch, tmp_path, system, fix):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(check.sys, "platform", system)
+    result = check.check_caddy()
+    assert result.status == "FAIL" and fix in result.fix
+    assert check.check_caddy in check.checks_for(13) and check.check_caddy not in check.checks_for(9)
+
+
 @pytest.mark.parametrize("text, major", [('openjdk version "17.0.15" 2025-04-15', 17),
                                          ('java version "1.8.0_402"', 8),
                                          ('openjdk version "21" 2023-09-19', 21)])

@@ -102,7 +102,7 @@ def prose_pages() -> dict[str, str]:
     """name -> text of every page a reader reads: chapters' markdown, the book's .md pages."""
     pages = {f"notebooks/{c.name}": "\n".join(markdown_of(c.stem))
              for c in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))}
-    generated = {BOOK / "appendix" / "execution-report.md"}
+    generated = {BOOK / "appendix" / "execution-report.md", BOOK / "appendix" / "workshop-minutes.md"}
     for path in sorted(BOOK.rglob("*.md")):
         if "_build" not in path.parts and path not in generated:
             pages[str(path.relative_to(BOOK))] = path.read_text()

@@ -153,6 +153,16 @@ def check_postgres() -> Result:
                   str(found) if found else "no PostgreSQL server programs found", INSTALL)
 
 
+def check_caddy() -> Result:
+    """Caddy, chapter 13's TLS proxy (a program pip cannot install)."""
+    from mlops_course.proxy import caddy_path
+
+    found = caddy_path()
+    fix = per_os("sudo apt-get install caddy", "brew install caddy",
+                 "winget install CaddyServer.Caddy, then open a new terminal")
+    return Result("caddy", found is not None, found or "no caddy on PATH", fix)
+
+
 def check_browser() -> Result:
     """A Chromium or Chrome for the build's screenshots (optional)."""
     from mlops_course.screenshots import chromium_path
@@ -223,7 +233,7 @@ BY_CHAPTER: dict[int, list[Callable[[], Result]]] = {
     9: [check_postgres],
     11: [check_java, check_white_data],
     12: [check_white_data],
-    13: [check_postgres],
+    13: [check_postgres, check_caddy],
 }
 
 

@@ -15,9 +15,11 @@ from sphinx.util import logging
 from mlops_course.build_kernel import description
 from mlops_course.execute import METADATA_KEY, NotebookExecutionError, execute_book
 from mlops_course.screenshots import screenshots
+from mlops_course.workshop import guide_fragment
 
 logger = logging.getLogger(__name__)
 REPORT_PAGE = "appendix/execution-report.md"
+WORKSHOP_MINUTES = "appendix/workshop-minutes.md"  # included by the workshop guide
 
 
 def execution_report(executed_dir: Path) -> str:
@@ -81,6 +83,8 @@ def execute_notebooks(app: Sphinx, config: Config) -> None:
     except NotebookExecutionError as error:
         raise ExtensionError(f"A notebook failed, so the book was not built.\n{error}") from None
     write_if_changed(book_dir / REPORT_PAGE, execution_report(executed_dir))
+    write_if_changed(book_dir / WORKSHOP_MINUTES,
+                     guide_fragment(toc_notebooks(book_dir), executed_dir))
     missing = missing_screenshots(executed_dir)
     if missing:  # said once; not a warning, so that a build without Chromium succeeds
         logger.info("Screenshots not taken (no Chromium on this machine; CI takes them all): "
