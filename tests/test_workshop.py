@@ -4,10 +4,10 @@ from datetime import datetime
 
 import nbformat
 import pytest
+from book_fixtures import BOOK
 
 from mlops_course import workshop
 from mlops_course.sphinx_ext import toc_notebooks
-from book_fixtures import BOOK
 
 WORDS = "word " * 300
 

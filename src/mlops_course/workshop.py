@@ -24,8 +24,8 @@ MINUTES_PER_EXERCISE = 5  # try it, then open the solution together
 TALK_MINUTES_PER_SECTION = 1  # the facilitator's few words before each "##" section
 HIDDEN = {"remove-cell", "remove-input"}
 EXERCISE = re.compile(r"```\{exercise\}.*?```|```\{solution-start\}.*?```\{solution-end\}\n```",
-                      re.S)
-FIRST_HEADING = re.compile(r"^# (.+)$", re.M)
+                      re.DOTALL)
+FIRST_HEADING = re.compile(r"^# (.+)$", re.MULTILINE)
 
 DAY_START, DAY_END = "09:00", "17:00"
 BREAKS = (("10:30", 15, "Break"), ("12:30", 60, "Lunch"), ("15:00", 15, "Break"))
@@ -55,7 +55,7 @@ def plan_of(notebook: Path, seconds: float) -> Plan:
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     exercises = len(re.findall(r"```\{exercise\}", prose))
     reading_words = len(EXERCISE.sub(" ", prose).split())
-    sections = len(re.findall(r"^## ", prose, re.M))
+    sections = len(re.findall(r"^## ", prose, re.MULTILINE))
     shown = [c for c in nb.cells if c.cell_type == "code"
              and not HIDDEN & set(c.metadata.get("tags", []))
              and "parameters" not in c.metadata.get("tags", [])]
@@ -144,12 +144,12 @@ def guide_fragment(notebooks: list[Path], executed_dir: Path) -> str:
     return "\n".join([
         "<!-- Written by the book build (mlops_course.workshop): edit the notebooks, not this. -->",
         "",
-        f"Computed by the build from each notebook: {TALK_MINUTES_PER_SECTION} minute of talk "
+        (f"Computed by the build from each notebook: {TALK_MINUTES_PER_SECTION} minute of talk "
         f"per section (at least 5), reading at {WORDS_PER_MINUTE} words a minute, "
         f"{MINUTES_PER_CELL} of a minute for each code cell a learner reads and runs plus the "
         f"notebook's own execution time in this build, and {MINUTES_PER_EXERCISE} minutes per "
         "exercise; each total rounded up to five minutes. In the timetables each chapter "
-        "keeps one exercise in the room (the one in the UI) and the others are homework.",
+        "keeps one exercise in the room (the one in the UI) and the others are homework."),
         "",
         minutes_table(plans),
         "",
