@@ -21,11 +21,17 @@ def requirement_pins() -> dict[str, str]:
     return pins((REPO_DIR / "requirements.txt").read_text().splitlines())
 
 
-def test_core_libraries_are_pinned():
-    pinned = requirement_pins()
-    for name in ("mlflow", "jupyter-book", "papermill", "scikit-learn", "pandas", "numpy"):
-        assert name in pinned, f"{name} must be pinned in requirements.txt"
-    assert pinned["mlflow"].startswith("3.") and pinned["jupyter-book"].startswith("1.")
+def test_core_libraries_are_pinned_and_the_build_tools_apart():
+    learner = requirement_pins()
+    book = pins((REPO_DIR / "requirements-book.txt").read_text().splitlines())
+    for name in ("mlflow", "scikit-learn", "pandas", "numpy", "jupyterlab"):
+        assert name in learner, f"{name} must be pinned in requirements.txt"
+    for name in ("jupyter-book", "papermill", "sphinx-exercise"):
+        assert name in book and name not in learner, f"{name}: requirements-book.txt only"
+    assert learner["mlflow"].startswith("3.") and book["jupyter-book"].startswith("1.")
+    chain = [(REPO_DIR / name).read_text().splitlines()[:4] for name in
+             ("requirements-book.txt", "requirements-dev.txt")]
+    assert "-r requirements.txt" in chain[0] and "-r requirements-book.txt" in chain[1]
 
 
 def test_conda_yaml_is_portable_and_agrees_with_requirements():

@@ -106,13 +106,14 @@ def source_hash(notebook: Path, repo_dir: Path = REPO_DIR) -> str:
     """Hash of what an executed notebook's outputs depend on: its code cells, its kernel, the
     pinned versions and the shared files it uses. Prose is not part of it."""
     requirements = repo_dir / "requirements.txt"
-    versions = installed_versions(requirements) if requirements.is_file() else ""
+    pinned = [path for path in (requirements, repo_dir / "requirements-book.txt") if path.is_file()]
+    versions = "\n".join(installed_versions(path) for path in pinned)
     nb = nbformat.read(notebook, as_version=4)
     digest = hashlib.sha256()
     for cell in code_cells(nb):
         digest.update(cell.encode() + b"\0")
     digest.update(nb.metadata.get("kernelspec", {}).get("name", "").encode())
-    for path in [requirements, *dependencies(notebook, repo_dir)]:
+    for path in [*pinned, *dependencies(notebook, repo_dir)]:
         if path.is_file():
             name = path.relative_to(repo_dir).as_posix()
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
