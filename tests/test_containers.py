@@ -380,10 +380,12 @@ def sandboxed(argv: list[str], command: str, extra_env: dict[str, str]) -> list[
     """The docker run argv as a bwrap command; this Python's files, read-only, are the image."""
     image_at = argv.index(IMAGE.tags[0])
     python_home = Path(sys.executable).resolve().parents[1]  # the interpreter's own prefix
-    data = [Path(v).resolve().parent for v in extra_env.values() if Path(v).is_file()]
-    folders = dict.fromkeys(str(f) for f in ("/usr", "/etc", python_home, REPO_DIR, *data))
-    image = [arg for folder in folders if Path(folder).is_dir()
-             for arg in ("--ro-bind", folder, folder)]
+    folders = {str(f): str(f) for f in ("/usr", "/etc", python_home, REPO_DIR)}
+    # A file named by a variable (the data), at the path the variable gives, links or not.
+    folders |= {str(Path(v).absolute().parent): str(Path(v).resolve().parent)
+                for v in extra_env.values() if Path(v).is_file()}
+    image = [arg for target, source in folders.items() if Path(source).is_dir()
+             for arg in ("--ro-bind", source, target)]
     image += [arg for link in ("bin", "lib", "lib64", "sbin") if Path("/", link).is_symlink()
               for arg in ("--symlink", os.readlink(Path("/", link)), f"/{link}")]
     sandbox = ["bwrap", *image, "--dev", "/dev", "--proc", "/proc",

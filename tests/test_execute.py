@@ -150,3 +150,16 @@ def test_a_notebook_without_parameters_cell_is_refused(repo):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), path)
     with pytest.raises(NotebookExecutionError, match="parameters"):
         execute_notebook(path, repo / "out/06_plain.ipynb", repo_dir=repo)
+
+
+def test_finalize_keeps_a_progress_bars_text_and_drops_its_widget():
+    from mlops_course.execute import WIDGET_VIEW, finalize
+
+    bar = nbformat.v4.new_output("display_data", data={
+        "text/plain": "Evaluating: 100%|██████████| 3/3", WIDGET_VIEW: {"model_id": "abc"}})
+    nb = nbformat.v4.new_notebook(metadata={"widgets": {"state": {}}}, cells=[
+        nbformat.v4.new_code_cell("setup"), nbformat.v4.new_code_cell("evaluate()", outputs=[bar])])
+    finalize(nb, "hash", 1.0)
+    (cell,) = nb.cells
+    assert cell.outputs[0]["data"] == {"text/plain": "Evaluating: 100%|██████████| 3/3"}
+    assert "widgets" not in nb.metadata

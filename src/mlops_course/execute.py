@@ -26,6 +26,8 @@ FORCE_ENV_VAR = "MLOPS_COURSE_EXECUTE"  # "force": execute every notebook again
 TIMEOUT_ENV_VAR = "MLOPS_COURSE_TIMEOUT"  # seconds a notebook, or one of its cells, may run
 WORKERS_ENV_VAR = "MLOPS_COURSE_WORKERS"  # notebooks executed at once (default: cores, max 2)
 METADATA_KEY = "mlops_course"
+# Live widgets (tqdm's progress bars under Jupyter) need scripts from a CDN; pages stay static.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 # Run first, hidden: MLflow's deprecation warnings (FutureWarning, raised from mlflow or
 # attributed to the notebook's own call), its deprecation log lines and deprecated calls in
@@ -279,7 +281,8 @@ def execute_notebook(
 
 
 def finalize(nb: nbformat.NotebookNode, executed_hash: str, seconds: float) -> None:
-    """Drop the setup cell and papermill's parameters and metadata; record hash and timing.
+    """Drop the setup cell, papermill's parameters and metadata, and live widgets; record
+    hash and timing.
 
     What is left runs on a reader's machine as it is: the build's paths were only in
     what is dropped.
@@ -287,8 +290,11 @@ def finalize(nb: nbformat.NotebookNode, executed_hash: str, seconds: float) -> N
     nb.cells = [cell for cell in nb.cells[1:]
                 if "injected-parameters" not in cell.metadata.get("tags", [])]
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)  # a widget's state makes the page load its scripts
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
+        for output in cell.get("outputs", []):  # a progress bar keeps its text form
+            output.get("data", {}).pop(WIDGET_VIEW, None)
     nb.metadata[METADATA_KEY] = {
         "source_hash": executed_hash,
         "seconds": round(seconds, 2),
