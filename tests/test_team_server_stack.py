@@ -136,6 +136,14 @@ def test_server_is_reachable_only_through_the_tls_proxy():
     assert "tls/*.pem" in (STACK_DIR / ".gitignore").read_text().split()
 
 
+def test_a_rooms_server_needs_only_two_optional_settings():
+    command = " ".join(SERVICES["mlflow"]["command"])
+    assert "--workers=${MLFLOW_WORKERS:-2}" in command
+    assert SERVICES["proxy"]["ports"] == ["${MLFLOW_PROXY_BIND:-127.0.0.1}:443:443"]
+    example = (STACK_DIR / ".env.example").read_text().splitlines()
+    assert {"# MLFLOW_PROXY_BIND=", "# MLFLOW_WORKERS="} <= set(example), "documented, unset"
+
+
 def test_webhook_encryption_key_is_shared_by_every_worker():
     env = SERVICES["mlflow"]["environment"]
     assert env["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"].startswith(
