@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import mlflow
 from mlflow import MlflowClient
 
 from mlops_course import check, cli, servers
@@ -120,9 +121,15 @@ def test_report_logs_a_run_on_the_room_server(tmp_path):
     with servers.start(command, f"http://127.0.0.1:{port}/health", cwd=tmp_path,
                        timeout=300) as server:
         results = [check.Result("git", True, "found"), check.Result("java", False, "none")]
-        run_id = check.report(results, server.origin, "learner-07")
-        run = MlflowClient(server.origin).get_run(run_id)
-    assert run.info.run_name == "learner-07"
+        before = (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI"))
+        check.report(results[:1], server.origin, "learner-06")
+        run_id = check.report(results, server.origin, "learner-07")  # the same experiment
+        assert (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")) == before
+        client = MlflowClient(server.origin)
+        run = client.get_run(run_id)
+        runs = client.search_runs([run.info.experiment_id])
+    assert run.info.run_name == "learner-07" and run.info.status == "FINISHED"
+    assert sorted(r.info.run_name for r in runs) == ["learner-06", "learner-07"]
     assert run.data.params == {"git": "PASS", "java": "FAIL"}
     assert run.data.metrics["failed"] == 1
 

@@ -113,18 +113,20 @@ def test_no_code_cell_is_over_20_lines():
     assert not long, f"split these cells: {long}"
 
 
-def test_the_1x_run_uri_still_finds_the_model_but_the_run_folder_holds_nothing(executed, monkeypatch):
+def test_the_1x_run_uri_still_finds_the_model_but_the_run_folder_holds_nothing(executed):
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
     result = executed(NOTEBOOK)
-    # MLflow resolves runs:/<id>/<name> through the default store, whatever client asks.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", result.tracking_uri)
     run_id = result.first_runs(EXPERIMENT)["elasticnet"]
     model = models_of(result, "elasticnet")["wine-model"]
 
     def names(uri):
         return {Path(f.path).name for f in mlflow.artifacts.list_artifacts(uri)}
 
-    assert "MLmodel" in names(f"runs:/{run_id}/wine-model")
-    assert names(f"runs:/{run_id}/wine-model") == names(f"models:/{model.model_id}")
+    # MLflow resolves runs:/<id>/<name> through the default store, whatever client asks.
+    with _use_tracking_uri(result.tracking_uri):
+        assert "MLmodel" in names(f"runs:/{run_id}/wine-model")
+        assert names(f"runs:/{run_id}/wine-model") == names(f"models:/{model.model_id}")
     run_files = [a.path for a in result.client().list_artifacts(run_id)]
     assert run_files == ["residuals.png"], "no model among the run's files, only evaluate's plot"
     assert not (folder(model).parents[2] / run_id / "artifacts" / "wine-model").exists()

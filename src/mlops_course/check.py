@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -251,15 +252,27 @@ def run_checks(chapter: int | None = None) -> list[Result]:
 
 
 def report(results: list[Result], tracking_uri: str, name: str) -> str:
-    """Log the results as one run of experiment 00-readiness on tracking_uri; its id."""
-    import mlflow
+    """Log the results as one run of experiment 00-readiness on tracking_uri; its id.
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("00-readiness")
-    with mlflow.start_run(run_name=name) as run:
-        mlflow.set_tags({"os": platform.platform(), "python": platform.python_version()})
-        mlflow.log_params({result.name: result.status for result in results})
-        mlflow.log_metric("failed", sum(result.status == "FAIL" for result in results))
+    Through a client of its own, so that no tracking URI is left set for the caller.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name("00-readiness")
+    experiment_id = (experiment.experiment_id if experiment
+                     else client.create_experiment("00-readiness"))
+    run = client.create_run(experiment_id, run_name=name)
+    now = int(time.time() * 1000)
+    failed = sum(result.status == "FAIL" for result in results)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric("failed", failed, now, 0)],
+        params=[Param(result.name, result.status) for result in results],
+        tags=[RunTag("os", platform.platform()), RunTag("python", platform.python_version())],
+    )
+    client.set_terminated(run.info.run_id)
     return run.info.run_id
 
 
