@@ -25,30 +25,29 @@ def test_a_small_room_logs_every_value_with_the_cache_on():
     assert row["values_per_second"] > 0 and row["p95_ms"] >= row["median_ms"] > 0
 
 
-def test_with_the_cache_on_an_old_password_outlives_its_change_on_other_workers(tmp_path):
-    """MLflow drops a user's cached credentials only in the worker that served the change
-    (mlflow/server/auth/__init__.py, _invalidate_user_auth_cache): why the guide keeps the
-    cache off, or short, on a room server."""
+def test_with_the_cache_on_a_worker_forgets_a_changed_or_removed_password(tmp_path):
+    """The worker that serves a password change drops that user's cached credentials
+    (mlflow/server/auth/__init__.py, _invalidate_user_auth_cache); other workers do not,
+    which no test can show reliably (the kernel picks the worker), so the guide cites it."""
     import requests
 
     bench = load_benchmark()
     admin = ("admin", "admin-" + "x" * 12)
-    with bench.start_room(tmp_path, 2, 300, admin[1]) as server:
+    with bench.start_room(tmp_path, 1, 300, admin[1]) as server:
         ((name, password),) = bench.create_learners(server.origin, admin, 1)
         url = f"{server.origin}/api/2.0/mlflow/experiments/search"
 
-        def statuses(secret, times=30):
+        def statuses(secret, times=3):
             return {requests.get(url, params={"max_results": 1}, auth=(name, secret),
                                  timeout=30).status_code for _ in range(times)}
 
-        assert statuses(password) == {200}  # both workers now hold it in their cache
-        assert statuses(password + "?", times=5) == {401}
+        assert statuses(password) == {200}  # cached after the first
+        assert statuses(password + "?") == {401}
         changed = requests.patch(f"{server.origin}/api/2.0/mlflow/users/update-password",
                                  auth=admin, json={"username": name, "password": "new" + password},
                                  timeout=30)
         assert changed.status_code == 200
-        assert statuses("new" + password) == {200}
-        assert 200 in statuses(password), "the other worker still accepts the old password"
+        assert statuses("new" + password) == {200} and statuses(password) == {401}
         removed = requests.delete(f"{server.origin}/api/2.0/mlflow/users/delete", auth=admin,
                                   json={"username": name}, timeout=30)
         assert removed.status_code == 200
