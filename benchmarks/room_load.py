@@ -22,27 +22,16 @@ from pathlib import Path
 
 import requests
 
-from mlops_course import servers
+from mlops_course import services
 
 API = "/api/2.0/mlflow"
 
 
 def start_room(folder: Path, workers: int, cache_seconds: int, admin_password: str):
     """A basic-auth server on SQLite with the cache setting; the running server."""
-    settings = folder / "basic_auth.ini"
-    settings.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
-                        f"database_uri = sqlite:///{(folder / 'auth.db').as_posix()}\n"
-                        f"admin_username = admin\nauth_cache_ttl_seconds = {cache_seconds}\n")
-    port = servers.free_port()
-    env = servers.environment(MLFLOW_AUTH_CONFIG_PATH=str(settings),
-                              MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
-                              MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
-                              MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    command = (f"mlflow server --app-name basic-auth --host 127.0.0.1 --port {port} "
-               f"--workers {workers} "
-               f"--backend-store-uri sqlite:///{(folder / 'mlflow.db').as_posix()}")
-    return servers.start(command, f"http://127.0.0.1:{port}/health", env=env, cwd=folder,
-                         timeout=300, log_path=folder / "server.log")
+    return services.start_sign_in_server(
+        folder, admin_password, workers=workers,
+        auth_settings=f"auth_cache_ttl_seconds = {cache_seconds}\n")
 
 
 def create_learners(origin: str, admin: tuple[str, str], count: int) -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ import secrets
 import pytest
 import requests
 
-from mlops_course import cli, roster, servers
+from mlops_course import cli, roster, services
 
 LEARNERS = [f"learner{number:02d}" for number in range(1, 31)]
 
@@ -18,19 +18,7 @@ def room(tmp_path_factory):
     """A basic-auth `mlflow server` on SQLite; its URL, with the admin signed in by env."""
     folder = tmp_path_factory.mktemp("room")
     admin_password = secrets.token_urlsafe(16)
-    settings = folder / "basic_auth.ini"
-    settings.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
-                        f"database_uri = sqlite:///{(folder / 'auth.db').as_posix()}\n"
-                        "admin_username = admin\n")
-    port = servers.free_port()
-    env = servers.environment(MLFLOW_AUTH_CONFIG_PATH=str(settings),
-                              MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
-                              MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
-                              MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    command = (f"mlflow server --app-name basic-auth --host 127.0.0.1 --port {port} "
-               f"--backend-store-uri sqlite:///{(folder / 'mlflow.db').as_posix()}")
-    with servers.start(command, f"http://127.0.0.1:{port}/health", env=env, cwd=folder,
-                       timeout=300) as server:
+    with services.start_sign_in_server(folder, admin_password) as server:
         saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_USERNAME",
                                                        "MLFLOW_TRACKING_PASSWORD")}
         os.environ.update(MLFLOW_TRACKING_USERNAME="admin",

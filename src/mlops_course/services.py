@@ -268,3 +268,26 @@ if __name__ == "__main__":
 
     if sys.argv[1:2] == ["link"]:
         asyncio.run(_relay(int(sys.argv[2]), int(sys.argv[3])))
+
+
+def start_sign_in_server(folder: Path, admin_password: str, *, workers: int | None = None,
+                         auth_settings: str = "") -> servers.Server:
+    """`mlflow server --app-name basic-auth` on SQLite in folder, on a free port of 127.0.0.1.
+
+    Its admin is `admin` with admin_password; nobody else may do anything until granted
+    (NO_PERMISSIONS). auth_settings adds lines to the [mlflow] section of its settings.
+    """
+    settings = folder / "basic_auth.ini"
+    settings.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+                        f"database_uri = sqlite:///{(folder / 'auth.db').as_posix()}\n"
+                        f"admin_username = admin\n{auth_settings}")
+    port = servers.free_port()
+    env = servers.environment(MLFLOW_AUTH_CONFIG_PATH=str(settings),
+                              MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
+                              MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+                              MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    command = (f"mlflow server --app-name basic-auth --host 127.0.0.1 --port {port} "
+               f"--backend-store-uri sqlite:///{(folder / 'mlflow.db').as_posix()}"
+               + (f" --workers {workers}" if workers else ""))
+    return servers.start(command, f"http://127.0.0.1:{port}/health", env=env, cwd=folder,
+                         timeout=300, log_path=folder / "server.log")
