@@ -1,8 +1,11 @@
 """UI screenshots: taken by headless Chromium once the page shows the awaited text."""
 
+import base64
 import json
 import os
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import nbformat
 import pytest
@@ -38,6 +41,38 @@ def page_server(tmp_path_factory):
 def test_capture_waits_for_the_text_and_returns_a_window_sized_png(page_server):
     require_chromium()
     check_screenshot(screenshots.capture(page_server.origin, "hello-run"))
+
+
+@pytest.fixture(scope="module")
+def sign_in_page():
+    """PAGE behind HTTP basic auth, as MLflow's sign-in server asks for it; its credentials."""
+    credentials = ("admin", "a-test-password")
+    expected = "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+
+    class SignIn(BaseHTTPRequestHandler):
+        def do_GET(self):
+            signed_in = self.headers.get("Authorization") == expected
+            self.send_response(200 if signed_in else 401)
+            if not signed_in:
+                self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+            self.end_headers()
+            self.wfile.write(PAGE.encode() if signed_in else b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SignIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/", credentials
+    server.shutdown()
+
+
+def test_capture_signs_in_with_credentials_and_not_without(sign_in_page):
+    require_chromium()
+    url, credentials = sign_in_page
+    check_screenshot(screenshots.capture(url, "hello-run", credentials=credentials))
+    with pytest.raises(Exception, match="ERR_INVALID_AUTH_CREDENTIALS"):
+        screenshots.capture(url, "hello-run", timeout=2)
 
 
 def test_capture_fails_when_the_text_never_shows(page_server):

@@ -48,21 +48,23 @@ def chromium_path() -> str | None:
 
 def capture(url: str, wait_for: str, *, timeout: float = 60, full_page: bool = False,
             exact: bool = False, settings: dict | None = None,
-            first_visit: bool = False) -> bytes:
+            first_visit: bool = False, credentials: tuple[str, str] | None = None) -> bytes:
     """PNG of url once its page shows the text wait_for; raises BrowserMissing without a browser.
 
     exact: wait_for must be a whole element's text. settings: more of the UI's local
     storage (see runs_table_columns). first_visit: the UI as a learner first meets it
-    (GenAI mode, pop-ups), without UI_SETTINGS. Runs in a thread of its own: Playwright's
+    (GenAI mode, pop-ups), without UI_SETTINGS. credentials: (user, password) the browser
+    answers a sign-in server's basic-auth challenge with. Runs in a thread of its own: Playwright's
     sync API refuses to run inside Jupyter's asyncio loop.
     """
     storage = {**({} if first_visit else UI_SETTINGS), **(settings or {})}
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_capture, url, wait_for, timeout, full_page, exact, storage).result()
+        return pool.submit(_capture, url, wait_for, timeout, full_page, exact, storage,
+                           credentials).result()
 
 
 def _capture(url: str, wait_for: str, timeout: float, full_page: bool, exact: bool,
-             storage: dict) -> bytes:
+             storage: dict, credentials: tuple[str, str] | None) -> bytes:
     from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as playwright:
@@ -73,7 +75,9 @@ def _capture(url: str, wait_for: str, timeout: float, full_page: bool, exact: bo
         except Error as error:
             raise BrowserMissing(str(error).splitlines()[0]) from None
         try:
-            page = browser.new_page(viewport=dict(zip(("width", "height"), SIZE)))
+            sign_in = dict(zip(("username", "password"), credentials)) if credentials else None
+            page = browser.new_page(viewport=dict(zip(("width", "height"), SIZE)),
+                                    http_credentials=sign_in)
             page.add_init_script(
                 f"Object.entries({json.dumps(storage)}).forEach("
                 "([key, value]) => localStorage.setItem(key, JSON.stringify(value)));"
@@ -93,13 +97,16 @@ def runs_table_columns(experiment_ids: list[str], columns: list[str]) -> dict:
     return {key: {"selectedColumns": columns}}
 
 
-def mlflow_ui(tracking_uri: str, timeout: float = 120) -> servers.Server:
-    """`mlflow server` over a store, on a free port of 127.0.0.1, for the UI only (no jobs)."""
+def mlflow_ui(tracking_uri: str, timeout: float = 120, wait: bool = True) -> servers.Server:
+    """`mlflow server` over a store, on a free port of 127.0.0.1, for the UI only (no jobs).
+
+    wait=False: see servers.start (it starts while the notebook goes on)."""
     port = servers.free_port()
     command = (f"mlflow server --backend-store-uri {shlex.quote(tracking_uri)} "
                f"--host 127.0.0.1 --port {port} --workers 1")
     env = servers.environment(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    return servers.start(command, f"http://127.0.0.1:{port}/health", env=env, timeout=timeout)
+    return servers.start(command, f"http://127.0.0.1:{port}/health", env=env, timeout=timeout,
+                         wait=wait)
 
 
 def page_of(url: str) -> str:
