@@ -35,6 +35,23 @@ def test_start_waits_for_the_url_and_stop_ends_every_process(tmp_path):
     assert not servers.port_in_use(port)
 
 
+def test_without_waiting_start_returns_at_once_and_the_server_is_waited_for_later(tmp_path):
+    port = servers.free_port()
+    command = python_command(tmp_path, "import time\ntime.sleep(2)\n" + PARENT_AND_CHILD, port)
+    with servers.start(command, f"http://127.0.0.1:{port}/", cwd=tmp_path, wait=False) as server:
+        assert server.running() and not servers.port_in_use(port), "Still starting."
+        server.wait_until_answers(timeout=30)
+        assert requests.get(server.origin, timeout=5).status_code == 200
+
+
+def test_a_server_waited_for_later_that_exits_is_reported_and_stopped(tmp_path):
+    command = python_command(tmp_path, "print('bad config'); raise SystemExit(3)")
+    server = servers.start(command, f"http://127.0.0.1:{servers.free_port()}/", wait=False)
+    with pytest.raises(servers.ServerError, match=r"exited with code 3(.|\n)*bad config"):
+        server.wait_until_answers()
+    assert not server.running() and not server.processes()
+
+
 def test_a_taken_port_is_refused_with_a_plain_message(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as blocker:
         port = blocker.getsockname()[1]

@@ -132,6 +132,15 @@ class Server:
         psutil.wait_procs(alive, timeout=timeout)
         self.process.wait(timeout=timeout)  # reap the direct child
 
+    def wait_until_answers(self, timeout: float = 90, status: int | None = 200) -> None:
+        """Return once url answers (with status); stop the server and raise ServerError if
+        the command exits or time runs out."""
+        try:
+            wait_until_answers(self, timeout, status)
+        except BaseException:
+            self.stop()
+            raise
+
     def __enter__(self) -> Server:
         return self
 
@@ -152,8 +161,12 @@ def start(
     cwd: Path | str | None = None,
     log_path: Path | str | None = None,
     status: int | None = 200,
+    wait: bool = True,
 ) -> Server:
     """Run command in the background and return once url answers (with status, if given).
+
+    wait=False returns at once, so that the server starts while other work goes on: call
+    server.wait_until_answers() before using it.
 
     Raises ServerError, with the command's last output, if the port is already taken (before
     the start, or the command says so), the command exits, or url gives no answer within
@@ -174,11 +187,8 @@ def start(
         )
     server = Server(command, url, log_path, process)
     atexit.register(server.stop)
-    try:
-        wait_until_answers(server, timeout, status)
-    except BaseException:
-        server.stop()
-        raise
+    if wait:
+        server.wait_until_answers(timeout, status)
     return server
 
 
