@@ -75,6 +75,20 @@ def test_capture_signs_in_with_credentials_and_not_without(sign_in_page):
         screenshots.capture(url, "hello-run", timeout=2)
 
 
+def test_capture_signs_in_as_mlflows_client_does(sign_in_page, monkeypatch):
+    require_chromium()
+    url, credentials = sign_in_page
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", credentials[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", credentials[1])
+    check_screenshot(screenshots.capture(url, "hello-run"))
+
+
+def test_the_ui_of_a_tracking_server_is_that_server():
+    with screenshots.mlflow_ui("https://mlflow.team.internal/") as ui:
+        ui.wait_until_answers()
+        assert ui.origin == "https://mlflow.team.internal", "no second server started"
+
+
 def test_capture_fails_when_the_text_never_shows(page_server):
     require_chromium()
     with pytest.raises(Exception, match="Timeout"):

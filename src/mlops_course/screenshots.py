@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -24,6 +25,7 @@ SIZE = (1280, 800)  # CSS pixels of the browser window, and so of the picture
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 METADATA_KEY = "mlops_course"
+CLIENT_CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 # The UI's own settings, as a learner who picked "Model training" and closed the assistant
 # has them: without these it opens in GenAI mode with pop-ups over the page.
 UI_SETTINGS = {
@@ -54,13 +56,21 @@ def capture(url: str, wait_for: str, *, timeout: float = 60, full_page: bool = F
     exact: wait_for must be a whole element's text. settings: more of the UI's local
     storage (see runs_table_columns). first_visit: the UI as a learner first meets it
     (GenAI mode, pop-ups), without UI_SETTINGS. credentials: (user, password) the browser
-    answers a sign-in server's basic-auth challenge with. Runs in a thread of its own: Playwright's
+    answers a sign-in server's challenge with; by default, those MLflow's client signs in
+    with (client_credentials). Runs in a thread of its own: Playwright's
     sync API refuses to run inside Jupyter's asyncio loop.
     """
     storage = {**({} if first_visit else UI_SETTINGS), **(settings or {})}
+    credentials = credentials or client_credentials()
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(_capture, url, wait_for, timeout, full_page, exact, storage,
                            credentials).result()
+
+
+def client_credentials() -> tuple[str, str] | None:
+    """The user and password MLflow's client signs in with (its two variables), if both set."""
+    user, password = (os.environ.get(name) for name in CLIENT_CREDENTIALS)
+    return (user, password) if user and password else None
 
 
 def _capture(url: str, wait_for: str, timeout: float, full_page: bool, exact: bool,
@@ -97,10 +107,33 @@ def runs_table_columns(experiment_ids: list[str], columns: list[str]) -> dict:
     return {key: {"selectedColumns": columns}}
 
 
-def mlflow_ui(tracking_uri: str, timeout: float = 120, wait: bool = True) -> servers.Server:
-    """`mlflow server` over a store, on a free port of 127.0.0.1, for the UI only (no jobs).
+@dataclass
+class TrackingServer:
+    """A tracking server already running (a team's or a room's): it serves the UI itself."""
+
+    origin: str
+
+    def wait_until_answers(self, *_, **__) -> None:
+        """It is up: the notebook has been using it."""
+
+    def stop(self) -> None:
+        """Not ours to stop."""
+
+    def __enter__(self) -> TrackingServer:
+        return self
+
+    def __exit__(self, *_) -> None:
+        pass
+
+
+def mlflow_ui(tracking_uri: str, timeout: float = 120,
+              wait: bool = True) -> servers.Server | TrackingServer:
+    """`mlflow server` over a store, on a free port of 127.0.0.1, for the UI only (no jobs);
+    for a tracking server's URI (http, https), that server itself.
 
     wait=False: see servers.start (it starts while the notebook goes on)."""
+    if urlsplit(tracking_uri).scheme in ("http", "https"):
+        return TrackingServer(tracking_uri.rstrip("/"))
     port = servers.free_port()
     command = (f"mlflow server --backend-store-uri {shlex.quote(tracking_uri)} "
                f"--host 127.0.0.1 --port {port} --workers 1")
