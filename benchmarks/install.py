@@ -9,9 +9,9 @@ installs it, timed. --before REV measures the files as they were at a git revisi
 Usage: python benchmarks/install.py [--requirements requirements.txt ...] [--before REV]
                                     [--json results.json]
 
-pip downloads from wherever pip is configured to (its index, or a local wheelhouse): the
-install time is then mostly unpacking and compiling, and the download time is the size
-divided by the room's bandwidth.
+pip downloads from wherever it is configured to (PyPI, or a local wheelhouse), without its
+cache: the install time includes the downloads, so it depends on the network as much as on
+the machine.
 """
 
 import argparse
@@ -24,15 +24,18 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import requests
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def download_bytes(url: str) -> int | None:
-    """Size of a file pip would fetch: known for local files (a wheelhouse), else None."""
+    """Size of a file pip would fetch (a local wheelhouse's, or what its index says), or None."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         return Path(unquote(parts.path)).stat().st_size
-    return None
+    length = requests.head(url, allow_redirects=True, timeout=30).headers.get("Content-Length")
+    return int(length) if length else None
 
 
 def resolve(requirements: Path, folder: Path) -> dict:
@@ -58,7 +61,8 @@ def install(requirements: Path, folder: Path) -> dict:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     started = time.perf_counter()
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", requirements.name],
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", "-r",
+                    requirements.name],
                    cwd=requirements.parent, check=True)
     seconds = time.perf_counter() - started
     return {"install_seconds": round(seconds, 1), "installed_mb": folder_mb(venv)}
