@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -45,7 +46,8 @@ def resolve(requirements: Path, folder: Path) -> dict:
                     "--ignore-installed", "--report", str(report), "-r", requirements.name],
                    cwd=requirements.parent, check=True)
     installs = json.loads(report.read_text())["install"]
-    sizes = [download_bytes(item["download_info"]["url"]) for item in installs]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one request per file: at once
+        sizes = list(pool.map(download_bytes, [i["download_info"]["url"] for i in installs]))
     known = [size for size in sizes if size is not None]
     return {"packages": len(installs), "download_mb": round(sum(known) / 1e6, 1),
             "sizes_unknown": len(sizes) - len(known)}
