@@ -41,14 +41,14 @@ NAME_KEYWORDS = {"experiment_name", "experiment_names", "registered_model_name"}
 LITERAL_NAME = re.compile(r"models:/[\w-]+[@/]|--experiment-name [\w-]")
 
 LEARNERS = ("ana", "ben", "chloe", "dev", "eli")
-# Chapters 1 and 4 run against a server as they are. Chapter 3 never does: it teaches the
-# local store itself (its mlruns/ folder, the rows of its mlflow.db, `mlflow ui` over that
-# file). Chapter 8 does not yet: against a server, create_model_version needs model_id,
-# version numbers come back as strings, and registered_model_meta is written into the
-# client's download, not into the store (mlflow/store/artifact/models_artifact_repo.py).
-ON_A_SERVER = ("01_concepts", "04_training")
-EXPERIMENTS = ("01-concepts", "04-wine-training", "04-logging-speed")
-MODEL = "wine-quality-concepts"  # registered by the run first-model, in 01-concepts
+# Chapters 1, 4 and 8 run against a server as they are. Chapter 3 never does: it teaches
+# the local store itself (its mlruns/ folder, the rows of its mlflow.db, `mlflow ui` over
+# that file).
+ON_A_SERVER = ("01_concepts", "04_training", "08_registry")
+EXPERIMENTS = ("01-concepts", "04-wine-training", "04-logging-speed", "08-registry")
+# The registered models that outlive their chapter: model -> (experiment, @champion's run)
+MODELS = {"wine-quality-concepts": ("01-concepts", "first-model"),
+          "08-wine-quality": ("08-registry", "challenger")}
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
@@ -166,9 +166,9 @@ def test_five_learners_in_parallel_on_one_server(tmp_path, monkeypatch):
                     owners.setdefault(resource, set()).add(learner)
 
         theirs = {f"{name}-{learner}": learner for learner in LEARNERS
-                  for name in (*EXPERIMENTS, MODEL)}
+                  for name in (*EXPERIMENTS, *MODELS)}
         models = {m.name for m in client.search_registered_models()}
-        assert models == {f"{MODEL}-{learner}" for learner in LEARNERS}
+        assert models == {f"{model}-{learner}" for learner in LEARNERS for model in MODELS}
         assert set(experiments.values()) == {"Default", *theirs} - models
         for name, learner in theirs.items():
             assert owners[name] == {learner}, f"{name} is {learner}'s alone"
@@ -182,12 +182,14 @@ def test_five_learners_in_parallel_on_one_server(tmp_path, monkeypatch):
             logged = {name: client.search_runs([i], max_results=1000) for name, i in ids.items()}
             runs[learner] = {name: sorted(r.info.run_name for r in found)
                              for name, found in logged.items()}
-            trained = {r.info.run_id: r.info.run_name for r in logged["01-concepts"]}
-            model = f"{MODEL}-{learner}"
-            versions = client.search_model_versions(f"name = '{model}'")
-            assert {v.run_id for v in versions} <= set(trained), f"{model}: {learner}'s runs"
-            champion = client.get_model_version_by_alias(model, "champion")
-            assert trained[champion.run_id] == "first-model", f"{model}: their own champion"
+            for model, (experiment, champion_run) in MODELS.items():
+                trained = {r.info.run_id: r.info.run_name for r in logged[experiment]}
+                model = f"{model}-{learner}"
+                versions = client.search_model_versions(f"name = '{model}'")
+                assert {v.run_id for v in versions} <= set(trained), f"{model}: their runs"
+                champion = client.get_model_version_by_alias(model, "champion")
+                assert trained[champion.run_id] == champion_run, f"{model}: their champion"
         assert runs["ana"]["01-concepts"] == ["first-model"]
+        assert runs["ana"]["08-registry"] == ["baseline", "challenger", "weak-challenger"]
         assert all(found == runs["ana"] for found in runs.values()), (
             "every learner's experiments hold the same runs: their own, and only those")
