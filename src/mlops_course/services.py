@@ -262,14 +262,6 @@ async def _relay(port: int, target_port: int) -> None:
         await server.serve_forever()
 
 
-if __name__ == "__main__":
-    import asyncio
-    import sys
-
-    if sys.argv[1:2] == ["link"]:
-        asyncio.run(_relay(int(sys.argv[2]), int(sys.argv[3])))
-
-
 def start_sign_in_server(folder: Path, admin_password: str, *, workers: int | None = None,
                          auth_settings: str = "") -> servers.Server:
     """`mlflow server --app-name basic-auth` on SQLite in folder, on a free port of 127.0.0.1.
@@ -291,3 +283,11 @@ def start_sign_in_server(folder: Path, admin_password: str, *, workers: int | No
                + (f" --workers {workers}" if workers else ""))
     return servers.start(command, f"http://127.0.0.1:{port}/health", env=env, cwd=folder,
                          timeout=300, log_path=folder / "server.log")
+
+
+if __name__ == "__main__":
+    import asyncio
+    import sys
+
+    if sys.argv[1:2] == ["link"]:
+        asyncio.run(_relay(int(sys.argv[2]), int(sys.argv[3])))
