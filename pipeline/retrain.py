@@ -47,6 +47,12 @@ MIN_ROWS = 100  # fewer rows than this is not a batch worth training on
 SEED = 42
 # What the CI user needs, and nothing more (the workflow's comment says the same).
 NEEDED = {"experiment": "EDIT", "registered_model": "EDIT"}
+# The sign-in app's permission lookup and its levels, lowest first, as in MLflow's
+# mlflow/server/auth/routes.py (GET_USER_PERMISSION) and permissions.py
+# (PERMISSION_PRIORITY). Its client, mlflow.server.auth.client, would import the whole
+# server package first: four seconds more for every run of this script.
+PERMISSION_PATH = "/api/3.0/mlflow/users/permissions/get"
+LEVELS = {"DENY": -1, "NO_PERMISSIONS": 0, "READ": 1, "USE": 2, "EDIT": 3, "MANAGE": 4}
 # Error codes that mean "no champion yet"; every other error stops the pipeline.
 NO_CHAMPION = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"}
 
@@ -229,22 +235,20 @@ def check_permissions(client, uri: str, experiment: str, model: str,
     if not user or not uri.startswith(("http://", "https://")):
         return  # no sign-in: nothing to ask
     from mlflow.exceptions import MlflowException
-
-    with warnings.catch_warnings():  # a Starlette notice inside MLflow's server package
-        warnings.simplefilter("ignore")
-        from mlflow.server.auth.client import AuthServiceClient
-        from mlflow.server.auth.permissions import PERMISSION_PRIORITY
-
-    auth = AuthServiceClient(uri)
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request, verify_rest_response
 
     def require(kind: str, resource: str, label: str, permission: str) -> None:
-        try:
-            held = auth.get_user_permission(user, kind, resource).permission
+        asked = {"username": user, "resource_type": kind, "resource_id": resource}
+        try:  # what AuthServiceClient.get_user_permission sends, and how it checks it
+            reply = http_request(get_default_host_creds(uri), PERMISSION_PATH, "GET",
+                                 params=asked)
+            held = verify_rest_response(reply, PERMISSION_PATH).json()["permission"]
         except MlflowException as error:
             if error.get_http_status_code() == 404:
                 return  # no basic-auth permission API on this server: it checks each call
             raise
-        if PERMISSION_PRIORITY[held] < PERMISSION_PRIORITY[permission]:
+        if LEVELS[held] < LEVELS[permission]:
             raise Stop(f"user {user!r} holds {held} on the {label}; the pipeline needs "
                        f"{permission} on it")
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -118,6 +119,20 @@ def test_bad_input_stops_before_training_and_changes_nothing(tmp_path, breakage,
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not store.exists(), "no run, no version: the store is not even opened"
+
+
+def test_the_pipeline_asks_the_sign_in_app_as_its_own_client_does():
+    """retrain.py calls the permission route itself, to spare the server package's import;
+    the route and the levels' order must stay MLflow's."""
+    with warnings.catch_warnings(action="ignore"):  # a Starlette notice inside MLflow
+        from mlflow.server.auth.permissions import PERMISSION_PRIORITY
+        from mlflow.server.auth.routes import GET_USER_PERMISSION
+
+    sys.path.insert(0, str(REPO_DIR / "pipeline"))
+    import retrain
+
+    assert retrain.PERMISSION_PATH == GET_USER_PERMISSION
+    assert retrain.LEVELS == PERMISSION_PRIORITY
 
 
 def test_mlflow_digest_misses_a_late_edit_the_content_version_does_not(tmp_path):
