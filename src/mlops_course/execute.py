@@ -200,7 +200,7 @@ def describe_failure(executed: nbformat.NotebookNode, name: str, timeout: float)
                     traceback = (f"Timed out: a cell may run for {timeout:.0f} s at most "
                                  f"(set {TIMEOUT_ENV_VAR} to change it).\n{traceback}")
                 return f"{name} failed in cell {number} (of {len(original)}):\n{cell.source}\n\n{traceback}"
-    return f"{name} failed before any cell raised (see the papermill log above)"
+    return f"{name} failed before any cell raised"
 
 
 def execute_notebook(
@@ -270,6 +270,8 @@ def execute_notebook(
                 message = describe_failure(
                     nbformat.read(executed, as_version=4), source.name, timeout
                 )
+                if message.endswith("before any cell raised"):
+                    message += f"; papermill said:\n{stderr[-3000:]}"
             else:
                 message = f"{source.name} could not be executed:\n{stderr[-3000:]}"
             raise NotebookExecutionError(message)
