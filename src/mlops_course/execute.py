@@ -187,8 +187,10 @@ def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
     raise NotebookExecutionError("the notebook has no cell tagged 'parameters'")
 
 
-def describe_failure(executed: nbformat.NotebookNode, name: str, timeout: float) -> str:
-    """Name the cell that raised (numbered as in the committed notebook), its source and traceback."""
+def describe_failure(executed: nbformat.NotebookNode, name: str, timeout: float,
+                     papermill_output: str) -> str:
+    """Name the cell that raised (numbered as in the committed notebook), its source and
+    traceback; if none raised, what papermill said."""
     added = {"injected-parameters", "papermill-error-cell-tag"}  # papermill's own cells
     original = [c for c in executed.cells
                 if c.source != STRICT_WARNINGS_CELL and not added & set(c.metadata.get("tags", []))]
@@ -200,7 +202,7 @@ def describe_failure(executed: nbformat.NotebookNode, name: str, timeout: float)
                     traceback = (f"Timed out: a cell may run for {timeout:.0f} s at most "
                                  f"(set {TIMEOUT_ENV_VAR} to change it).\n{traceback}")
                 return f"{name} failed in cell {number} (of {len(original)}):\n{cell.source}\n\n{traceback}"
-    return f"{name} failed before any cell raised"
+    return f"{name} failed before any cell raised; papermill said:\n{papermill_output[-3000:]}"
 
 
 def execute_notebook(
@@ -268,10 +270,8 @@ def execute_notebook(
         if papermill.returncode != 0:
             if executed.exists():
                 message = describe_failure(
-                    nbformat.read(executed, as_version=4), source.name, timeout
+                    nbformat.read(executed, as_version=4), source.name, timeout, stderr
                 )
-                if message.endswith("before any cell raised"):
-                    message += f"; papermill said:\n{stderr[-3000:]}"
             else:
                 message = f"{source.name} could not be executed:\n{stderr[-3000:]}"
             raise NotebookExecutionError(message)
