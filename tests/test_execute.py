@@ -24,16 +24,20 @@ def executed_names(results) -> list[str]:
 def test_parameters_point_at_a_scratch_store_in_the_working_folder(repo):
     source = write_notebook(
         repo / "notebooks/01_where.ipynb",
-        "import os, mlflow\n"
+        "import os, mlflow\nfrom pathlib import Path\n"
         "assert tracking_uri == 'sqlite:///' + os.path.join(os.getcwd(), 'mlflow.db')\n"
         "assert os.environ['MLFLOW_TRACKING_URI'] == tracking_uri\n"
         "assert port != 5000\n"
-        "print('scratch ok')",
+        "print('scratch ok')\n"
+        # The store starts migrated and empty; its first open adds Default, stored here.
+        "(default,) = mlflow.search_experiments()\n"
+        "assert Path(default.artifact_location) == Path('mlruns', '0').resolve()\n",
     )
-    scratch = repo / "scratch"
+    scratch = repo / "build-store"  # a name the code does not mention: not a shared input
     execute_notebook(source, repo / "out/01_where.ipynb", scratch_dir=scratch, repo_dir=repo)
     result = nbformat.read(repo / "out/01_where.ipynb", as_version=4)
     assert "scratch ok" in result.cells[-1].outputs[0]["text"]
+    assert (scratch / "mlflow.db").read_bytes()[:16] == b"SQLite format 3\0"
     text = nbformat.writes(result)
     assert "injected-parameters" not in text and '"papermill": {' not in text, "no build trace"
     assert str(scratch) not in text and str(repo) not in text, "no build path"

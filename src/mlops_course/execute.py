@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +43,26 @@ build_kernel.describe_figures()
 """
 BUILD_KERNEL = Path(__file__).with_name("build_kernel.py")  # what that cell runs
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+CELL_TIMED_OUT = "nbclient.exceptions.CellTimeoutError"  # what papermill ends with then
+
+
+# `python -m papermill`, less one optional import: where rfc3987-syntax is installed (the
+# Jupyter stack installs it), jsonschema imports it to check IRI strings, and it builds its
+# grammar on import, 2 s for each notebook. The notebook schema checks no such string.
+PAPERMILL = ("import sys; sys.modules['rfc3987_syntax'] = None; "
+             "from papermill.cli import papermill; papermill()")
+# Run in a subprocess: the tables and migrations of MLflow's store on an empty database, and
+# no rows. mlflow/store/tracking/sqlalchemy_store.py runs the same on a store's first open,
+# then adds the Default experiment (with the artifact root of whoever opens it).
+EMPTY_STORE_SCRIPT = """\
+import sys, sqlalchemy
+from mlflow.store.db.utils import _initialize_tables
+engine = sqlalchemy.create_engine(sys.argv[1])
+_initialize_tables(engine)
+engine.dispose()
+"""
+_empty_store: dict[str, bytes] = {}
+_empty_store_lock = threading.Lock()
 
 
 class NotebookExecutionError(RuntimeError):
@@ -121,6 +142,7 @@ def source_hash(notebook: Path, repo_dir: Path = REPO_DIR) -> str:
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(versions.encode())
     digest.update(STRICT_WARNINGS_CELL.encode() + BUILD_KERNEL.read_bytes())
+    digest.update(EMPTY_STORE_SCRIPT.encode())
     return digest.hexdigest()
 
 
@@ -164,6 +186,21 @@ def cached_hashes(executed: Path) -> tuple[str | None, str | None]:
     return info.get("source_hash"), info.get("page_hash")
 
 
+def empty_store() -> bytes:
+    """An MLflow SQLite database with every table and migration and no experiment, made once
+    per process: a scratch store starts as a learner's store is after their first chapter,
+    and its first open skips the migrations (4 s)."""
+    with _empty_store_lock:
+        if "db" not in _empty_store:
+            with tempfile.TemporaryDirectory(prefix="mlops-course-store-") as work:
+                path = Path(work, "mlflow.db")
+                subprocess.run([sys.executable, "-c", EMPTY_STORE_SCRIPT,
+                                f"sqlite:///{path.as_posix()}"], check=True, capture_output=True,
+                               env={**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"})
+                _empty_store["db"] = path.read_bytes()
+        return _empty_store["db"]
+
+
 def kill_tree(pid: int) -> None:
     """Kill a process and everything it started (the kernel, its servers), on any OS."""
     try:
@@ -187,7 +224,7 @@ def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
     raise NotebookExecutionError("the notebook has no cell tagged 'parameters'")
 
 
-def describe_failure(executed: nbformat.NotebookNode, name: str, timeout: float,
+def describe_failure(executed: nbformat.NotebookNode, name: str,
                      papermill_output: str) -> str:
     """Name the cell that raised (numbered as in the committed notebook), its source and
     traceback; if none raised, what papermill said."""
@@ -198,9 +235,6 @@ def describe_failure(executed: nbformat.NotebookNode, name: str, timeout: float,
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 traceback = ANSI_ESCAPE.sub("", "\n".join(output.get("traceback", [])))
-                if output.get("ename") == "KeyboardInterrupt":  # papermill's timeout interrupt
-                    traceback = (f"Timed out: a cell may run for {timeout:.0f} s at most "
-                                 f"(set {TIMEOUT_ENV_VAR} to change it).\n{traceback}")
                 return f"{name} failed in cell {number} (of {len(original)}):\n{cell.source}\n\n{traceback}"
     return f"{name} failed before any cell raised; papermill said:\n{papermill_output[-3000:]}"
 
@@ -229,6 +263,8 @@ def execute_notebook(
     with tempfile.TemporaryDirectory(prefix="mlops-course-") as work:
         scratch = Path(scratch_dir or Path(work) / "scratch").resolve()
         scratch.mkdir(parents=True, exist_ok=True)
+        if not (scratch / "mlflow.db").exists():
+            (scratch / "mlflow.db").write_bytes(empty_store())
         tracking_uri = f"sqlite:///{scratch / 'mlflow.db'}"
         offered = {"tracking_uri": tracking_uri, "repo_dir": str(repo_dir), "port": free_port()}
         given = {k: v for k, v in offered.items() if k in declared} | (parameters or {})
@@ -249,10 +285,12 @@ def execute_notebook(
             "PATH": environment()["PATH"],  # its scripts folder: bin/, or Scripts on Windows
         }
         command = [
-            sys.executable, "-m", "papermill", str(staged), str(executed),
+            sys.executable, "-c", PAPERMILL, str(staged), str(executed),
             "-f", str(Path(work, "parameters.json")), "--cwd", str(scratch),
             "--kernel", "python3", "--execution-timeout", str(int(timeout)),
-            "--no-progress-bar",
+            # Write the executed copy once, at the end (or at the failing cell), not at the
+            # start and end of every cell: each write validates the whole notebook.
+            "--no-progress-bar", "--no-request-save-on-cell-execute",
         ]
         started = time.perf_counter()
         # A timeout stops papermill, the kernel and what the kernel started (kill_tree).
@@ -270,8 +308,11 @@ def execute_notebook(
         if papermill.returncode != 0:
             if executed.exists():
                 message = describe_failure(
-                    nbformat.read(executed, as_version=4), source.name, timeout, stderr
+                    nbformat.read(executed, as_version=4), source.name, stderr
                 )
+            elif CELL_TIMED_OUT in stderr:  # papermill stops there, without writing a copy
+                message = (f"{source.name}: Timed out: a cell may run for {timeout:.0f} s at "
+                           f"most (set {TIMEOUT_ENV_VAR} to change it).\n{stderr[-3000:]}")
             else:
                 message = f"{source.name} could not be executed:\n{stderr[-3000:]}"
             raise NotebookExecutionError(message)
