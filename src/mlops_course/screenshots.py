@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import nbformat
 from IPython.display import Image, Markdown, display
 
 from mlops_course import servers
@@ -192,6 +191,8 @@ def show(url: str, wait_for: str, name: str, **options) -> None:
 
 def screenshots(executed: Path) -> list[dict]:
     """The UI screenshots an executed notebook shows: metadata, plus the PNG bytes if taken."""
+    import nbformat  # here, not at the top: it costs a notebook 2 s to import (jsonschema)
+
     found = []
     for cell in nbformat.read(executed, as_version=4).cells:
         for output in cell.get("outputs", []):
