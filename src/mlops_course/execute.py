@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -61,7 +62,6 @@ engine = sqlalchemy.create_engine(sys.argv[1])
 _initialize_tables(engine)
 engine.dispose()
 """
-_empty_store: dict[str, bytes] = {}
 _empty_store_lock = threading.Lock()
 
 
@@ -190,15 +190,18 @@ def empty_store() -> bytes:
     """An MLflow SQLite database with every table and migration and no experiment, made once
     per process: a scratch store starts as a learner's store is after their first chapter,
     and its first open skips the migrations (4 s)."""
-    with _empty_store_lock:
-        if "db" not in _empty_store:
-            with tempfile.TemporaryDirectory(prefix="mlops-course-store-") as work:
-                path = Path(work, "mlflow.db")
-                subprocess.run([sys.executable, "-c", EMPTY_STORE_SCRIPT,
-                                f"sqlite:///{path.as_posix()}"], check=True, capture_output=True,
-                               env={**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"})
-                _empty_store["db"] = path.read_bytes()
-        return _empty_store["db"]
+    with _empty_store_lock:  # the build's two workers ask at once: make it only once
+        return _make_empty_store()
+
+
+@functools.cache
+def _make_empty_store() -> bytes:
+    with tempfile.TemporaryDirectory(prefix="mlops-course-store-") as work:
+        path = Path(work, "mlflow.db")
+        subprocess.run([sys.executable, "-c", EMPTY_STORE_SCRIPT, f"sqlite:///{path.as_posix()}"],
+                       check=True, capture_output=True,
+                       env={**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"})
+        return path.read_bytes()
 
 
 def kill_tree(pid: int) -> None:
@@ -263,9 +266,10 @@ def execute_notebook(
     with tempfile.TemporaryDirectory(prefix="mlops-course-") as work:
         scratch = Path(scratch_dir or Path(work) / "scratch").resolve()
         scratch.mkdir(parents=True, exist_ok=True)
-        if not (scratch / "mlflow.db").exists():
-            (scratch / "mlflow.db").write_bytes(empty_store())
-        tracking_uri = f"sqlite:///{scratch / 'mlflow.db'}"
+        store = scratch / "mlflow.db"
+        if not store.exists():
+            store.write_bytes(empty_store())
+        tracking_uri = f"sqlite:///{store}"
         offered = {"tracking_uri": tracking_uri, "repo_dir": str(repo_dir), "port": free_port()}
         given = {k: v for k, v in offered.items() if k in declared} | (parameters or {})
         staged, executed = Path(work, "input.ipynb"), Path(work, "output.ipynb")
