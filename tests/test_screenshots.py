@@ -122,6 +122,11 @@ def test_alt_text_says_which_page_and_what_it_waited_for():
     assert screenshots.page_of(f"{origin}/#/") == "the home page"
     alt = screenshots.alt_text(f"{origin}/#/", "01-concepts", "first visit", first_visit=True)
     assert "GenAI" in alt and "01-concepts" in alt and origin not in alt
+    runs = screenshots.alt_text(f"{origin}/#/experiments/4/runs", "rmse", "runs table")
+    assert "in Model training mode" in runs
+    traces = screenshots.alt_text(f"{origin}/#/experiments/4/traces", "grade", "traces tab",
+                                  settings={"mlflow.workflowType_v1": "genai"})
+    assert "the Traces tab of experiment 4, in GenAI mode" in traces, "the mode it was taken in"
 
 
 def test_without_a_browser_the_page_says_which_picture_is_missing(monkeypatch, page_server):

@@ -208,6 +208,8 @@ def test_outputs_show_no_machine_paths_and_no_widget(executed):
 def test_the_traces_tab_was_pictured_in_genai_mode(executed):
     result = executed(NOTEBOOK)
     shots = {s["screenshot"]: s for s in screenshots(result.first_copy)}
+    alt = shots["traces tab"]["alt"]
+    assert "the Traces tab of experiment" in alt and "in GenAI mode" in alt, alt
     check_screenshots(shots, SCREENSHOTS)
 
 

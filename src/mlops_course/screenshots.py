@@ -59,11 +59,16 @@ def capture(url: str, wait_for: str, *, timeout: float = 60, full_page: bool = F
     with (client_credentials). Runs in a thread of its own: Playwright's
     sync API refuses to run inside Jupyter's asyncio loop.
     """
-    storage = {**({} if first_visit else UI_SETTINGS), **(settings or {})}
+    storage = ui_storage(settings, first_visit)
     credentials = credentials or client_credentials()
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(_capture, url, wait_for, timeout, full_page, exact, storage,
                            credentials).result()
+
+
+def ui_storage(settings: dict | None = None, first_visit: bool = False) -> dict:
+    """The UI's local storage for a capture: UI_SETTINGS (none on a first visit), then settings."""
+    return {**({} if first_visit else UI_SETTINGS), **(settings or {})}
 
 
 def client_credentials() -> tuple[str, str] | None:
@@ -150,6 +155,7 @@ def page_of(url: str) -> str:
         (r"experiments/([^/]+)/runs", "the runs table of experiment {0}"),
         (r"experiments/([^/]+)/models/([^/]+)", "the page of logged model {1}"),
         (r"experiments/([^/]+)/models", "the logged models of experiment {0}"),
+        (r"experiments/([^/]+)/traces", "the Traces tab of experiment {0}"),
         (r"models/([^/]+)/versions/([^/]+)", "version {1} of registered model {0}"),
         (r"models/([^/]+)", "the registered model {0}"),
         (r"compare-runs", "the run comparison page"),
@@ -161,10 +167,14 @@ def page_of(url: str) -> str:
     return f"the page /#/{route}"
 
 
-def alt_text(url: str, wait_for: str, name: str, first_visit: bool = False) -> str:
+def alt_text(url: str, wait_for: str, name: str, first_visit: bool = False,
+             settings: dict | None = None) -> str:
     """A screenshot's alt text, from what the capture asked for: page, mode, awaited text."""
-    mode = ("as first opened: GenAI mode, with the GenAI / Model training switch in the "
-            "sidebar" if first_visit else "in Model training mode")
+    workflow = ui_storage(settings, first_visit).get("mlflow.workflowType_v1", "genai")
+    if first_visit and workflow == "genai":
+        mode = "as first opened: GenAI mode, with the GenAI / Model training switch in the sidebar"
+    else:
+        mode = "in GenAI mode" if workflow == "genai" else "in Model training mode"
     return (f"Screenshot of the MLflow UI ({name}): {page_of(url)}, {mode}, "
             f"showing “{wait_for}”.")
 
@@ -175,7 +185,8 @@ def show(url: str, wait_for: str, name: str, **options) -> None:
     The output's metadata names the picture and the text waited for (the tests check both);
     the PNG carries its alt text (alt_text), which the book's build puts on the image.
     """
-    alt = alt_text(url, wait_for, name, options.get("first_visit", False))
+    alt = alt_text(url, wait_for, name, options.get("first_visit", False),
+                   options.get("settings"))
     info = {"screenshot": name, "url": url, "waited_for": wait_for, "alt": alt,
             "first_visit": options.get("first_visit", False)}
     try:
