@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from mlflow import MlflowClient
 from mlflow.entities import Trace
 from test_serving import server_processes_of
 
-from mlops_course.execute import REPO_DIR
+from mlops_course import roster, services
+from mlops_course.execute import REPO_DIR, execute_notebook
 from mlops_course.screenshots import screenshots
 from mlops_course.testing import check_screenshots, notebook_path, outputs_text
 
@@ -43,13 +46,13 @@ SCORES = {"right_wine": {q: "least" not in q for q in QUESTIONS},
 SCREENSHOTS = {"traces tab": "Which wine has the most alcohol?"}
 
 
-def traces(result, filter_string: str | None = None) -> list[Trace]:
+def traces(client: MlflowClient, filter_string: str | None = None,
+           experiment: str = EXPERIMENT) -> list[Trace]:
     """Every trace of the chapter's experiment that matches the filter, page by page."""
-    client = result.client()
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
     found, token = [], None
     while True:
-        page = client.search_traces(locations=[experiment.experiment_id], max_results=200,
+        page = client.search_traces(locations=[experiment_id], max_results=200,
                                     filter_string=filter_string, page_token=token)
         found += page
         token = page.token
@@ -57,18 +60,17 @@ def traces(result, filter_string: str | None = None) -> list[Trace]:
             return found
 
 
-def traced_models(result) -> list[str]:
+def traced_models(client: MlflowClient, experiment: str = EXPERIMENT) -> list[str]:
     """IDs of the traced-wine models, one per pass, oldest first."""
-    client = result.client()
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    models = client.search_logged_models(experiment_ids=[experiment.experiment_id],
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    models = client.search_logged_models(experiment_ids=[experiment_id],
                                          filter_string="name = 'traced-wine'")
     return [m.model_id for m in sorted(models, key=lambda m: m.creation_timestamp)]
 
 
-def of_model(result, model_id: str) -> list[Trace]:
+def of_model(client: MlflowClient, model_id: str, experiment: str = EXPERIMENT) -> list[Trace]:
     """The traces linked to one logged model, oldest first."""
-    found = traces(result, f"metadata.`{MODEL_ID}` = '{model_id}'")
+    found = traces(client, f"metadata.`{MODEL_ID}` = '{model_id}'", experiment)
     return sorted(found, key=lambda t: t.info.request_time)
 
 
@@ -91,17 +93,17 @@ def run_id(result, attempt: int, run_name: str) -> str:
 
 
 def test_each_pass_left_the_same_traces_under_its_model(executed):
-    result = executed(NOTEBOOK)
-    models = traced_models(result)
+    client = executed(NOTEBOOK).client()
+    models = traced_models(client)
     assert len(models) == 2, "one traced-wine model per pass"
     for model_id in models:
-        assert Counter(map(summary, of_model(result, model_id))) == Counter(MODEL_TRACES)
+        assert Counter(map(summary, of_model(client, model_id))) == Counter(MODEL_TRACES)
 
 
 def test_spans_carry_their_attributes_and_the_exception(executed):
-    result = executed(NOTEBOOK)
-    for model_id in traced_models(result):
-        first, failed = of_model(result, model_id)[:2]
+    client = executed(NOTEBOOK).client()
+    for model_id in traced_models(client):
+        first, failed = of_model(client, model_id)[:2]
         assert span(first, "check_input").attributes["rows"] == 3
         assert span(first, "clip").attributes["clipped"] == 0
         assert 3 < span(first, "score").attributes["highest"] < 9
@@ -116,8 +118,8 @@ def test_spans_carry_their_attributes_and_the_exception(executed):
 
 
 def test_the_client_traced_its_rest_calls_without_a_model(executed):
-    result = executed(NOTEBOOK)
-    calls = sorted(traces(result, "trace.name = 'ask_server'"), key=lambda t: t.info.request_time)
+    calls = sorted(traces(executed(NOTEBOOK).client(), "trace.name = 'ask_server'"),
+                   key=lambda t: t.info.request_time)
     assert [t.info.state for t in calls] == ["OK", "ERROR"] * 2, "two calls per pass"
     assert not any(MODEL_ID in t.info.trace_metadata for t in calls)
     event = span(calls[1], "ask_server").events[0]
@@ -134,7 +136,7 @@ def test_evaluations_scored_each_row_and_left_assessments(executed, attempt):
         assert run.data.metrics == {"right_wine/mean": 0.8, "grounded/mean": 1.0}, run_name
         # The rows run in parallel: each trace is matched to its row by its question.
         rows = {json.loads(t.data.request)["question"]: t
-                for t in traces(result, f"metadata.`{SOURCE_RUN}` = '{run.info.run_id}'")}
+                for t in traces(client, f"metadata.`{SOURCE_RUN}` = '{run.info.run_id}'")}
         assert list(rows) and set(rows) == set(SCORES["right_wine"]), run_name
         for question, trace in rows.items():
             assert [(s.name, s.span_type) for s in trace.data.spans] == APP_SPANS
@@ -150,7 +152,7 @@ def test_evaluations_scored_each_row_and_left_assessments(executed, attempt):
 
 def test_labelled_traces_hold_their_expectations_and_feedback(executed):
     result = executed(NOTEBOOK)
-    advice = traces(result, "trace.name = 'advise'")
+    advice = traces(result.client(), "trace.name = 'advise'")
     asked = [t for t in advice if SOURCE_RUN not in t.info.trace_metadata]  # not evaluate's
     labelled = [t for t in asked if any(a.name == "wine_id" for a in t.info.assessments)]
     assert len(labelled) == 2 * 2, "two labelled traces per pass"
@@ -286,3 +288,33 @@ def test_spine_three_exercises_one_in_the_ui_and_a_next_link():
     for removed in ("mlflow.register_prompt(", "mlflow.load_prompt(", "mlflow.set_prompt_alias(",
                     "experiment_ids=", "extract_fields="):
         assert removed not in code, f"{removed} is deprecated in MLflow 3.17"
+
+
+def test_a_learner_runs_the_chapter_on_the_rooms_sign_in_server(tmp_path, monkeypatch):
+    """As in a workshop: the learner signs in with their roster card and sets participant;
+    the admin then finds the chapter's traces, prompt and picture under the learner's names."""
+    credentials = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    admin_password = secrets.token_urlsafe(16)
+    # The room guide's password cache: without it each of the chapter's requests waits
+    # for the slow hash (158 s here instead of about 40).
+    with services.start_sign_in_server(tmp_path, admin_password,
+                                       auth_settings="auth_cache_ttl_seconds = 60\n") as server:
+        monkeypatch.setenv(credentials[0], "admin")
+        monkeypatch.setenv(credentials[1], admin_password)
+        [card], _ = roster.create(server.origin, ["ana"])
+        monkeypatch.setenv(credentials[0], "ana")
+        monkeypatch.setenv(credentials[1], card.password)
+        copy = tmp_path / "ana.ipynb"
+        execute_notebook(notebook_path(NOTEBOOK), copy, scratch_dir=tmp_path / "laptop",
+                         parameters={"tracking_uri": server.origin, "participant": "ana"})
+        monkeypatch.setenv(credentials[0], "admin")
+        monkeypatch.setenv(credentials[1], admin_password)
+        admin = MlflowClient(tracking_uri=server.origin)
+        assert {e.name for e in admin.search_experiments()} == {"Default", "14-tracing-ana"}
+        [model_id] = traced_models(admin, "14-tracing-ana")
+        found = of_model(admin, model_id, "14-tracing-ana")
+        assert Counter(map(summary, found)) == Counter(MODEL_TRACES), "the server's too"
+        assert [p.name for p in admin.search_prompts()] == ["wine-advisor-ana"]
+        assert admin.get_prompt_version_by_alias("wine-advisor-ana", "production").version == 2
+    assert admin_password not in copy.read_text() and card.password not in copy.read_text()
+    check_screenshots({s["screenshot"]: s for s in screenshots(copy)}, SCREENSHOTS)
