@@ -33,6 +33,7 @@ def test_start_waits_for_the_url_and_stop_ends_every_process(tmp_path):
     assert not server.running() and not server.processes()
     assert not any(p.is_running() for p in family)
     assert not servers.port_in_use(port)
+    assert not server.log_path.exists(), "the log start() made in the temp folder is gone"
 
 
 def test_without_waiting_start_returns_at_once_and_the_server_is_waited_for_later(tmp_path):

@@ -89,8 +89,10 @@ def environment(**variables: str) -> dict[str, str]:
 class Server:
     """A command running in the background; `stop()` ends it and every process it started."""
 
-    def __init__(self, command: str, url: str, log_path: Path, process: subprocess.Popen):
+    def __init__(self, command: str, url: str, log_path: Path, process: subprocess.Popen,
+                 temporary_log: bool = False):
         self.command, self.url, self.log_path, self.process = command, url, log_path, process
+        self.temporary_log = temporary_log  # start() made the log: stop() removes it
 
     def processes(self) -> list[psutil.Process]:
         """The command's process and all its descendants that are still running."""
@@ -112,8 +114,9 @@ class Server:
         return self.process.poll() is None
 
     def log(self) -> str:
-        """What the command printed so far (stdout and stderr)."""
-        return self.log_path.read_text(errors="replace")
+        """What the command printed so far (stdout and stderr); a temporary log is gone
+        once the server is stopped."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, timeout: float = 20) -> None:
         """Ask every process of the server to stop, wait, then kill what is left."""
@@ -131,6 +134,8 @@ class Server:
                 pass
         psutil.wait_procs(alive, timeout=timeout)
         self.process.wait(timeout=timeout)  # reap the direct child
+        if self.temporary_log:
+            self.log_path.unlink(missing_ok=True)
 
     def wait_until_answers(self, timeout: float = 90, status: int | None = 200) -> None:
         """Return once url answers (with status); stop the server and raise ServerError if
@@ -176,8 +181,10 @@ def start(
     port = urlsplit(url).port
     if port and port_in_use(port):
         raise ServerError(port_taken_message(port))
-    if log_path is None:
-        log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log")[1])
+    temporary_log = log_path is None
+    if temporary_log:
+        handle, log_path = tempfile.mkstemp(prefix="server-", suffix=".log")
+        os.close(handle)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
@@ -185,7 +192,7 @@ def start(
             command if os.name == "nt" else shlex.split(command), env=env or environment(),
             cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
-    server = Server(command, url, log_path, process)
+    server = Server(command, url, log_path, process, temporary_log)
     atexit.register(server.stop)
     if wait:
         server.wait_until_answers(timeout, status)
