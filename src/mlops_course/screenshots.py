@@ -172,7 +172,8 @@ def alt_text(url: str, wait_for: str, name: str, first_visit: bool = False,
     """A screenshot's alt text, from what the capture asked for: page, mode, awaited text."""
     workflow = ui_storage(settings, first_visit).get("mlflow.workflowType_v1", "genai")
     if first_visit and workflow == "genai":
-        mode = "as first opened: GenAI mode, with the GenAI / Model training switch in the sidebar"
+        mode = ("as first opened: GenAI mode, with the GenAI / Model training switch in the "
+                "sidebar")
     else:
         mode = "in GenAI mode" if workflow == "genai" else "in Model training mode"
     return (f"Screenshot of the MLflow UI ({name}): {page_of(url)}, {mode}, "
