@@ -18,7 +18,7 @@ from test_serving import server_processes_of
 
 from mlops_course import roster, services
 from mlops_course.execute import REPO_DIR, execute_notebook
-from mlops_course.screenshots import screenshots
+from mlops_course.screenshots import CLIENT_CREDENTIALS, screenshots
 from mlops_course.testing import check_screenshots, notebook_path, outputs_text
 
 pytestmark = pytest.mark.slow
@@ -293,22 +293,24 @@ def test_spine_three_exercises_one_in_the_ui_and_a_next_link():
 def test_a_learner_runs_the_chapter_on_the_rooms_sign_in_server(tmp_path, monkeypatch):
     """As in a workshop: the learner signs in with their roster card and sets participant;
     the admin then finds the chapter's traces, prompt and picture under the learner's names."""
-    credentials = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
     admin_password = secrets.token_urlsafe(16)
+
+    def sign_in(user: str, password: str) -> None:
+        """As a learner's shell does: MLflow's two client variables."""
+        for name, value in zip(CLIENT_CREDENTIALS, (user, password)):
+            monkeypatch.setenv(name, value)
+
     # The room guide's password cache: without it each of the chapter's requests waits
     # for the slow hash (158 s here instead of about 40).
     with services.start_sign_in_server(tmp_path, admin_password,
                                        auth_settings="auth_cache_ttl_seconds = 60\n") as server:
-        monkeypatch.setenv(credentials[0], "admin")
-        monkeypatch.setenv(credentials[1], admin_password)
+        sign_in("admin", admin_password)
         [card], _ = roster.create(server.origin, ["ana"])
-        monkeypatch.setenv(credentials[0], "ana")
-        monkeypatch.setenv(credentials[1], card.password)
+        sign_in("ana", card.password)
         copy = tmp_path / "ana.ipynb"
         execute_notebook(notebook_path(NOTEBOOK), copy, scratch_dir=tmp_path / "laptop",
                          parameters={"tracking_uri": server.origin, "participant": "ana"})
-        monkeypatch.setenv(credentials[0], "admin")
-        monkeypatch.setenv(credentials[1], admin_password)
+        sign_in("admin", admin_password)
         admin = MlflowClient(tracking_uri=server.origin)
         assert {e.name for e in admin.search_experiments()} == {"Default", "14-tracing-ana"}
         [model_id] = traced_models(admin, "14-tracing-ana")
